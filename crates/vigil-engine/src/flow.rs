@@ -1,0 +1,203 @@
+//! A flow: both directions of one conversation, keyed by a direction-free 5-tuple.
+
+use crate::policy::RuleAction;
+use crate::time::Timestamp;
+use serde::Serialize;
+use std::net::IpAddr;
+use std::sync::Arc;
+use vigil_wire::{L4Proto, PacketInfo};
+
+/// Direction-free key: the two endpoints are stored in a fixed order so that a packet and its
+/// reply find the same entry. Which endpoint is the client is recorded in the [`Flow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub l4: L4Proto,
+    pub lo: (IpAddr, u16),
+    pub hi: (IpAddr, u16),
+}
+
+/// Which way a packet travels relative to the flow's client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+impl FlowKey {
+    /// The key of a packet, and whether the packet travels from `lo` to `hi`.
+    pub fn of(info: &PacketInfo<'_>) -> (FlowKey, bool) {
+        let a = (info.src, info.src_port);
+        let b = (info.dst, info.dst_port);
+        if a <= b {
+            (FlowKey { l4: info.l4, lo: a, hi: b }, true)
+        } else {
+            (FlowKey { l4: info.l4, lo: b, hi: a }, false)
+        }
+    }
+}
+
+/// Enough TCP state to know whether a connection is opening, open or over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpState {
+    /// SYN seen, no answer yet.
+    SynSent,
+    /// SYN+ACK seen.
+    SynReceived,
+    Established,
+    /// A FIN seen from one side.
+    Closing,
+    /// FINs both ways, or a RST.
+    Closed,
+}
+
+/// Why a flow record was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Fin,
+    Rst,
+    Timeout,
+    Eviction,
+    Shutdown,
+}
+
+/// Per-direction counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The decision taken for a flow, kept so its later packets get the same verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowDecision {
+    pub action: RuleAction,
+    /// Name of the rule that decided, None for the policy default.
+    pub rule: Option<Arc<str>>,
+    /// No later packet can change it: the flow may be handed to the kernel.
+    pub is_final: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// True when the client is `key.lo`.
+    pub client_is_lo: bool,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub c2s: Counters,
+    pub s2c: Counters,
+    pub tcp: Option<TcpState>,
+    /// FIN seen from client / server (TCP).
+    pub fin_c2s: bool,
+    pub fin_s2c: bool,
+    /// First packet seen was not the start of the connection (picked up mid-stream).
+    pub midstream: bool,
+    pub decision: Option<FlowDecision>,
+    /// Set once the shell told the kernel to stop queueing this flow.
+    pub offloaded: bool,
+    /// Application-layer facts, filled by classification (issue 3); None until known.
+    pub l7: L7Facts,
+    pub in_ifindex: Option<u32>,
+    pub out_ifindex: Option<u32>,
+    pub src_mac: Option<[u8; 6]>,
+}
+
+/// What is known about the flow's application layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L7Facts {
+    pub protocol: Option<Arc<str>>,
+    pub app: Option<Arc<str>>,
+    pub category: Option<Arc<str>>,
+    pub hostname: Option<Arc<str>>,
+    pub ja4: Option<Arc<str>>,
+}
+
+impl Flow {
+    pub fn client(&self) -> (IpAddr, u16) {
+        if self.client_is_lo {
+            self.key.lo
+        } else {
+            self.key.hi
+        }
+    }
+    pub fn server(&self) -> (IpAddr, u16) {
+        if self.client_is_lo {
+            self.key.hi
+        } else {
+            self.key.lo
+        }
+    }
+    pub fn direction(&self, lo_to_hi: bool) -> Direction {
+        if lo_to_hi == self.client_is_lo {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        }
+    }
+
+    /// The flow as reported: `src` is the client (the side that opened it).
+    pub fn record(&self, end: EndReason) -> FlowRecord {
+        let (src, sport) = self.client();
+        let (dst, dport) = self.server();
+        let (verdict, rule) = match &self.decision {
+            Some(d) => (d.action.verdict_name(), d.rule.clone()),
+            None => ("undecided", None),
+        };
+        FlowRecord {
+            proto: self.key.l4.name().into_owned(),
+            src,
+            sport,
+            dst,
+            dport,
+            protocol: self.l7.protocol.clone().unwrap_or_else(|| Arc::from("Unknown")),
+            app: self.l7.app.clone(),
+            category: self.l7.category.clone(),
+            hostname: self.l7.hostname.clone(),
+            ja4: self.l7.ja4.clone(),
+            packets_c2s: self.c2s.packets,
+            packets_s2c: self.s2c.packets,
+            bytes_c2s: self.c2s.bytes,
+            bytes_s2c: self.s2c.bytes,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            verdict,
+            rule,
+            tcp_state: self.tcp,
+            end_reason: end,
+            offloaded: self.offloaded,
+            midstream: self.midstream,
+        }
+    }
+}
+
+/// One line of `vigil replay --format jsonl` and of the runtime's flow log. The field names are a
+/// public interface: keep them stable.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlowRecord {
+    pub proto: String,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub protocol: Arc<str>,
+    pub app: Option<Arc<str>>,
+    pub category: Option<Arc<str>>,
+    pub hostname: Option<Arc<str>>,
+    pub ja4: Option<Arc<str>>,
+    pub packets_c2s: u64,
+    pub packets_s2c: u64,
+    pub bytes_c2s: u64,
+    pub bytes_s2c: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// "allow", "block" or "undecided".
+    pub verdict: &'static str,
+    pub rule: Option<Arc<str>>,
+    pub tcp_state: Option<TcpState>,
+    pub end_reason: EndReason,
+    /// The kernel was told to stop queueing it: later packets are not in these counters.
+    pub offloaded: bool,
+    pub midstream: bool,
+}
