@@ -1,6 +1,10 @@
 //! vigil: the binary's library half. The pure pipeline lives in `vigil-engine`; this crate holds the
 //! shells around it (NFQUEUE runtime, pcap replay), the firewall rules vigil owns, the namespace lab
-//! used by `vigil demo` and the kernel tests, and the CLI.
+//! used by `vigil demo` and the kernel tests, and the CLI's building blocks.
 
+pub mod config;
+pub mod demo;
 pub mod firewall;
 pub mod lab;
+pub mod replay;
+pub mod run;

@@ -1,0 +1,2 @@
+//! `vigil demo` (being written).
+pub fn run(_hold: bool) -> anyhow::Result<()> { anyhow::bail!("demo not yet written") }

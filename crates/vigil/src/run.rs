@@ -1,0 +1,510 @@
+//! `vigil run`: the NFQUEUE shell around the pipeline.
+//!
+//! One worker thread per queue, each owning a [`Pipeline`] and its queue socket (the kernel's
+//! queue-balance hash keeps both directions of a flow on one queue, so no flow state is shared).
+//! The main thread owns the firewall rules, signals, reloads and the stats file. Order matters:
+//! queues are bound before the rules go live, and the rules are removed before the queues are
+//! drained and unbound, so no packet is ever queued to nobody (and `--queue-bypass` covers a crash).
+
+use crate::config::{Config, DEFAULT_STATS_FILE};
+use crate::firewall;
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vigil_engine::pipeline::PipelineConfig;
+use vigil_engine::{Action, EndReason, Event, FlowRecord, PacketMeta, Pipeline, PipelineStats, Policy, Timestamp};
+use vigil_nfq::{Queue, QueueConfig, QueueStats, Verdict};
+
+/// The policy all workers use, swapped whole on reload. Workers poll `generation` (one atomic
+/// load per batch) and take the lock only when it changed.
+pub struct SharedPolicy {
+    generation: AtomicU64,
+    policy: RwLock<Arc<Policy>>,
+}
+
+impl SharedPolicy {
+    pub fn new(policy: Policy) -> Self {
+        SharedPolicy { generation: AtomicU64::new(0), policy: RwLock::new(Arc::new(policy)) }
+    }
+    pub fn replace(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+    fn current(&self) -> (u64, Arc<Policy>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        (generation, self.policy.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Counters one worker publishes about once a second.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WorkerStats {
+    pub queue: u16,
+    pub pipeline: PipelineStats,
+    pub received: u64,
+    pub enobufs: u64,
+    pub verdicts_sent: u64,
+    pub batch_verdicts: u64,
+    pub send_errors: u64,
+    pub unknown_ids: u64,
+    pub parse_errors: u64,
+    /// Verdicts that asked the kernel to offload a connection.
+    pub offload_verdicts: u64,
+    pub gso_packets: u64,
+}
+
+impl WorkerStats {
+    fn absorb_queue(&mut self, q: QueueStats) {
+        self.received = q.received;
+        self.enobufs = q.enobufs;
+        self.verdicts_sent = q.verdicts_sent;
+        self.batch_verdicts = q.batch_verdicts;
+        self.send_errors = q.send_errors;
+        self.unknown_ids = q.unknown_ids;
+        self.parse_errors = q.parse_errors;
+    }
+}
+
+/// What `vigil status` reads.
+#[derive(Debug, Serialize)]
+struct StatsFile<'a> {
+    pid: u32,
+    started: Timestamp,
+    now: Timestamp,
+    queues: &'a [WorkerStats],
+    total: PipelineStats,
+    enobufs: u64,
+    flow_records_dropped: u64,
+    reloads: u64,
+    conntrack_verdicts: bool,
+}
+
+struct Shared {
+    policy: SharedPolicy,
+    stop: AtomicBool,
+    stats: Mutex<Vec<WorkerStats>>,
+    records_dropped: AtomicU64,
+}
+
+/// Knobs of `vigil run` that are not in the config file.
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    /// Only for tests and the demo: run the rules inside this network namespace's tools.
+    pub netns: Option<String>,
+}
+
+pub fn firewall_spec(cfg: &Config, netns: Option<String>) -> firewall::FirewallSpec {
+    use crate::config::Chain;
+    let fw = &cfg.firewall;
+    firewall::FirewallSpec {
+        chains: fw
+            .chains
+            .iter()
+            .map(|c| match c {
+                Chain::Forward => firewall::Hook::Forward,
+                Chain::Input => firewall::Hook::Input,
+                Chain::Output => firewall::Hook::Output,
+            })
+            .collect(),
+        interfaces_in: fw.interfaces_in.clone(),
+        interfaces_out: fw.interfaces_out.clone(),
+        queues: firewall::QueueRange { first: cfg.engine.queues.first, last: cfg.engine.queues.last },
+        offload_mark: fw.offload_mark,
+        queue_packets: fw.queue_packets,
+        ipv4: fw.ipv4,
+        ipv6: fw.ipv6,
+        netns,
+        ..firewall::FirewallSpec::default()
+    }
+}
+
+pub fn run(opts: RunOptions) -> Result<()> {
+    let (cfg, policy) = Config::load(&opts.config_path)?;
+    let started = Timestamp::now();
+    let shared = Arc::new(Shared {
+        policy: SharedPolicy::new(policy),
+        stop: AtomicBool::new(false),
+        stats: Mutex::new(cfg.engine.queues.iter().map(|q| WorkerStats { queue: q, ..Default::default() }).collect()),
+        records_dropped: AtomicU64::new(0),
+    });
+
+    // Signals first, so a Ctrl-C during start-up still cleans up.
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    // Flow log writer.
+    let (rec_tx, rec_rx) = crossbeam_channel::bounded::<FlowRecord>(65_536);
+    let writer = spawn_flow_writer(cfg.report.flow_log.clone(), rec_rx)?;
+
+    // Bind every queue before any rule sends traffic to it.
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(cfg.engine.queues.len());
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    for (slot, queue_num) in cfg.engine.queues.iter().enumerate() {
+        let qcfg = QueueConfig {
+            copy_range: cfg.engine.copy_range,
+            max_len: cfg.engine.queue_maxlen,
+            fail_open: cfg.engine.fail_open,
+            gso: cfg.engine.gso,
+            rcvbuf: cfg.engine.rcvbuf,
+            ..QueueConfig::new(queue_num)
+        };
+        let pcfg = PipelineConfig { flows: cfg.engine.flows.clone(), offload: cfg.engine.offload };
+        let worker = Worker {
+            slot,
+            qcfg,
+            pcfg,
+            offload_mark: cfg.firewall.offload_mark,
+            shared: shared.clone(),
+            records: rec_tx.clone(),
+        };
+        let ready = ready_tx.clone();
+        workers.push(std::thread::Builder::new().name(format!("vigil-q{queue_num}")).spawn(move || worker.run(ready))?);
+    }
+    drop(ready_tx);
+    drop(rec_tx);
+    let mut conntrack_verdicts = true;
+    let mut bind_error = None;
+    for _ in 0..workers.len() {
+        match ready_rx.recv() {
+            Ok(Ok(caps)) => conntrack_verdicts &= caps,
+            Ok(Err(e)) => bind_error = Some(e),
+            Err(_) => bind_error = Some(anyhow::anyhow!("a worker thread died during start-up")),
+        }
+    }
+    if let Some(e) = bind_error {
+        shared.stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            let _ = w.join();
+        }
+        return Err(e.context("cannot start the queue workers"));
+    }
+    log::info!(
+        "bound queue(s) {} ({} worker(s)); connmark via {}",
+        cfg.engine.queues,
+        workers.len(),
+        if conntrack_verdicts { "NFQA_CT in verdicts and CONNMARK --save-mark" } else { "packet mark + CONNMARK --save-mark (kernel lacks NFQA_CT)" }
+    );
+
+    let spec = firewall_spec(&cfg, opts.netns.clone());
+    let mut rules_installed = false;
+    if cfg.firewall.manage {
+        match firewall::install(&spec) {
+            Ok(report) => {
+                rules_installed = true;
+                log::info!("firewall rules installed: {report}");
+            }
+            Err(e) => {
+                shared.stop.store(true, Ordering::SeqCst);
+                for w in workers {
+                    let _ = w.join();
+                }
+                return Err(anyhow::Error::new(e).context("cannot install vigil's firewall rules (nothing was changed)"));
+            }
+        }
+    } else {
+        log::info!("[firewall] manage = false: point your own rules at queue(s) {}", cfg.engine.queues);
+    }
+
+    let stats_path = cfg.report.stats_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_STATS_FILE));
+    let mut reloads = 0u64;
+    let mut last_stats = Instant::now() - Duration::from_secs(2);
+    let write_stats = |reloads: u64| {
+        let queues = shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut total = PipelineStats::default();
+        let mut enobufs = 0;
+        for q in &queues {
+            total += q.pipeline;
+            enobufs += q.enobufs;
+        }
+        let file = StatsFile {
+            pid: std::process::id(),
+            started,
+            now: Timestamp::now(),
+            queues: &queues,
+            total,
+            enobufs,
+            flow_records_dropped: shared.records_dropped.load(Ordering::Relaxed),
+            reloads,
+            conntrack_verdicts,
+        };
+        if let Err(e) = write_atomic_json(&stats_path, &file) {
+            log::debug!("cannot write stats file {}: {e}", stats_path.display());
+        }
+    };
+    while !term.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, Ordering::SeqCst) {
+            match Config::load(&opts.config_path) {
+                Ok((new_cfg, new_policy)) => {
+                    shared.policy.replace(new_policy);
+                    reloads += 1;
+                    log::info!("reloaded policy from {} ({} rules)", opts.config_path.display(), new_cfg.policy.rules.len());
+                    if new_cfg.engine != cfg.engine || new_cfg.firewall != cfg.firewall {
+                        log::warn!("[engine] and [firewall] changes take effect at the next restart; the policy was applied now");
+                    }
+                }
+                Err(e) => log::error!("reload refused, the running policy stays: {e}"),
+            }
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            write_stats(reloads);
+            last_stats = Instant::now();
+        }
+        if workers.iter().any(|w| w.is_finished()) {
+            log::error!("a queue worker stopped unexpectedly; shutting down (traffic passes via --queue-bypass)");
+            break;
+        }
+    }
+
+    log::info!("stopping: removing rules, then answering every queued packet");
+    let mut result = Ok(());
+    if rules_installed {
+        if let Err(e) = firewall::remove(opts.netns.as_deref()) {
+            log::error!("could not remove vigil's rules: {e}; run `vigil rules remove`");
+            result = Err(anyhow::Error::new(e).context("removing firewall rules"));
+        }
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        if w.join().is_err() {
+            log::error!("a queue worker panicked");
+        }
+    }
+    if writer.join().is_err() {
+        log::error!("the flow log writer panicked");
+    }
+    write_stats(reloads);
+    let queues = shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut total = PipelineStats::default();
+    for q in &queues {
+        total += q.pipeline;
+    }
+    log::info!(
+        "stopped: {} packets, {} accepted, {} dropped, {} flows ({} offloaded)",
+        total.packets,
+        total.accepted,
+        total.dropped,
+        total.flows_created,
+        total.flows_offloaded
+    );
+    result
+}
+
+struct Worker {
+    slot: usize,
+    qcfg: QueueConfig,
+    pcfg: PipelineConfig,
+    offload_mark: u32,
+    shared: Arc<Shared>,
+    records: Sender<FlowRecord>,
+}
+
+impl Worker {
+    fn run(self, ready: Sender<Result<bool>>) {
+        let mut queue = match Queue::open(&self.qcfg) {
+            Ok(q) => q,
+            Err(e) => {
+                let _ = ready.send(Err(anyhow::Error::new(e)));
+                return;
+            }
+        };
+        let caps = queue.capabilities();
+        if self.qcfg.gso && !caps.gso {
+            log::warn!("queue {}: kernel refused GSO; throughput will suffer", self.qcfg.queue_num);
+        }
+        let _ = ready.send(Ok(caps.conntrack));
+        drop(ready);
+
+        let (mut generation, policy) = self.shared.policy.current();
+        let mut pipeline = Pipeline::new(self.pcfg.clone(), policy);
+        let mut stats = WorkerStats { queue: self.qcfg.queue_num, ..Default::default() };
+        let mut last_poll = Instant::now();
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            let stop = self.shared.stop.load(Ordering::Relaxed);
+            if stop && stopping_since.is_none() {
+                stopping_since = Some(Instant::now());
+            }
+            let g = self.shared.policy.generation.load(Ordering::Acquire);
+            if g != generation {
+                let (g2, p) = self.shared.policy.current();
+                generation = g2;
+                pipeline.set_policy(p);
+            }
+            let timeout = if stopping_since.is_some() { Duration::from_millis(20) } else { Duration::from_millis(100) };
+            let got = match queue.recv(timeout) {
+                Ok(mut batch) => {
+                    let now = Timestamp::now();
+                    let n = batch.len();
+                    let mut plain_accept_upto: Option<u32> = None;
+                    for pkt in batch.packets() {
+                        if pkt.is_gso() {
+                            stats.gso_packets += 1;
+                        }
+                        let meta = PacketMeta {
+                            in_ifindex: pkt.indev,
+                            out_ifindex: pkt.outdev,
+                            mark: pkt.mark,
+                            src_mac: pkt.hw_addr,
+                        };
+                        let d = pipeline.process(pkt.payload, &meta, now);
+                        let res = match (d.action, d.offload) {
+                            (Action::Accept, false) => {
+                                plain_accept_upto = Some(pkt.id);
+                                Ok(())
+                            }
+                            (Action::Accept, true) => {
+                                stats.offload_verdicts += 1;
+                                let mark = pkt.mark | self.offload_mark;
+                                let mut v = Verdict::accept(pkt.id).with_mark(mark);
+                                if caps.conntrack {
+                                    v = v.with_connmark(pkt.ct_mark.unwrap_or(0) | self.offload_mark);
+                                }
+                                batch.push_verdict(&v)
+                            }
+                            (Action::Drop, _) => batch.push_verdict(&Verdict::drop(pkt.id)),
+                        };
+                        if let Err(e) = res {
+                            log::warn!("queue {}: verdict for packet {} not queued: {e}", self.qcfg.queue_num, pkt.id);
+                        }
+                    }
+                    // Every packet up to the last one is answered in this round, so one batch
+                    // verdict covers the plain accepts (individual verdicts precede it).
+                    if let Some(id) = plain_accept_upto {
+                        batch.push_batch_accept(id, None);
+                    }
+                    if let Err(e) = batch.flush() {
+                        log::warn!("queue {}: sending verdicts failed: {e}", self.qcfg.queue_num);
+                    }
+                    n
+                }
+                Err(e) => {
+                    log::warn!("queue {}: receive failed: {e}", self.qcfg.queue_num);
+                    std::thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            for ev in pipeline.drain_events() {
+                match ev {
+                    Event::FlowEnd(rec) => send_record(&self.records, *rec, &self.shared.records_dropped),
+                }
+            }
+            if last_poll.elapsed() >= Duration::from_secs(1) {
+                pipeline.poll(Timestamp::now());
+                last_poll = Instant::now();
+                stats.pipeline = pipeline.stats();
+                stats.absorb_queue(queue.stats());
+                self.publish(stats);
+            }
+            if let Some(since) = stopping_since {
+                // Drain what the kernel queued before the rules went away, then stop.
+                if got == 0 || since.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+        }
+        pipeline.finish(EndReason::Shutdown);
+        for ev in pipeline.drain_events() {
+            match ev {
+                Event::FlowEnd(rec) => send_record(&self.records, *rec, &self.shared.records_dropped),
+            }
+        }
+        stats.pipeline = pipeline.stats();
+        stats.absorb_queue(queue.stats());
+        self.publish(stats);
+        if let Err(e) = queue.unbind() {
+            log::debug!("queue {}: unbind: {e}", self.qcfg.queue_num);
+        }
+    }
+
+    fn publish(&self, stats: WorkerStats) {
+        if let Some(s) = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).get_mut(self.slot) {
+            *s = stats;
+        }
+    }
+}
+
+fn send_record(tx: &Sender<FlowRecord>, rec: FlowRecord, dropped: &AtomicU64) {
+    match tx.try_send(rec) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            // The packet path never waits on output; a full queue is counted.
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn spawn_flow_writer(path: Option<PathBuf>, rx: Receiver<FlowRecord>) -> Result<JoinHandle<()>> {
+    let mut out: Option<std::io::BufWriter<std::fs::File>> = match &path {
+        Some(p) => {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).ok();
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open flow log {}", p.display()))?;
+            Some(std::io::BufWriter::new(f))
+        }
+        None => None,
+    };
+    Ok(std::thread::Builder::new().name("vigil-flowlog".into()).spawn(move || {
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(rec) => {
+                    if let Some(w) = out.as_mut() {
+                        if serde_json::to_writer(&mut *w, &rec).is_ok() {
+                            let _ = w.write_all(b"\n");
+                        }
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if let Some(w) = out.as_mut() {
+                        let _ = w.flush();
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if let Some(w) = out.as_mut() {
+            let _ = w.flush();
+        }
+    })?)
+}
+
+fn write_atomic_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    serde_json::to_writer_pretty(&mut f, value)?;
+    f.write_all(b"\n")?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// `vigil status`: prints the running engine's counters.
+pub fn status(stats_file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(stats_file)
+        .with_context(|| format!("cannot read {} (is vigil running?)", stats_file.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("stats file is not valid JSON")?;
+    if let Some(pid) = v.get("pid").and_then(|p| p.as_u64()) {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("vigil (pid {pid}) is not running; last counters were:\n{text}");
+        }
+    }
+    Ok(text)
+}
