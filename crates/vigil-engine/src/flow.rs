@@ -2,7 +2,7 @@
 
 use crate::policy::RuleAction;
 use crate::time::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::Arc;
 use vigil_wire::{L4Proto, PacketInfo};
@@ -37,7 +37,7 @@ impl FlowKey {
 }
 
 /// Enough TCP state to know whether a connection is opening, open or over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TcpState {
     /// SYN seen, no answer yet.
@@ -52,7 +52,7 @@ pub enum TcpState {
 }
 
 /// Why a flow record was emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     Fin,
@@ -142,8 +142,8 @@ impl Flow {
         let (src, sport) = self.client();
         let (dst, dport) = self.server();
         let (verdict, rule) = match &self.decision {
-            Some(d) => (d.action.verdict_name(), d.rule.clone()),
-            None => ("undecided", None),
+            Some(d) => (FlowVerdict::from(d.action), d.rule.clone()),
+            None => (FlowVerdict::Undecided, None),
         };
         FlowRecord {
             proto: self.key.l4.name().into_owned(),
@@ -174,7 +174,7 @@ impl Flow {
 
 /// One line of `vigil replay --format jsonl` and of the runtime's flow log. The field names are a
 /// public interface: keep them stable.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FlowRecord {
     pub proto: String,
     pub src: IpAddr,
@@ -192,12 +192,40 @@ pub struct FlowRecord {
     pub bytes_s2c: u64,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
-    /// "allow", "block" or "undecided".
-    pub verdict: &'static str,
+    pub verdict: FlowVerdict,
     pub rule: Option<Arc<str>>,
     pub tcp_state: Option<TcpState>,
     pub end_reason: EndReason,
     /// The kernel was told to stop queueing it: later packets are not in these counters.
     pub offloaded: bool,
     pub midstream: bool,
+}
+
+/// A flow's verdict as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowVerdict {
+    Allow,
+    Block,
+    /// The flow ended before the policy could decide it.
+    Undecided,
+}
+
+impl From<RuleAction> for FlowVerdict {
+    fn from(a: RuleAction) -> Self {
+        match a {
+            RuleAction::Allow => FlowVerdict::Allow,
+            RuleAction::Block => FlowVerdict::Block,
+        }
+    }
+}
+
+impl std::fmt::Display for FlowVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlowVerdict::Allow => "allow",
+            FlowVerdict::Block => "block",
+            FlowVerdict::Undecided => "undecided",
+        })
+    }
 }

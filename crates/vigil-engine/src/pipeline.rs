@@ -299,6 +299,7 @@ fn update_tcp(flow: &mut Flow, dir: Direction, flags: u8) -> Option<EndReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::FlowVerdict;
     use crate::policy::PolicyConfig;
 
     /// Builds an IPv4 TCP or UDP packet (checksums are not the pipeline's concern).
@@ -371,7 +372,7 @@ mod tests {
         assert_eq!(r.bytes_c2s, 40 + 58 + 40);
         assert_eq!(r.bytes_s2c, 40 + 1040 + 40);
         assert_eq!(r.end_reason, EndReason::Fin);
-        assert_eq!(r.verdict, "allow");
+        assert_eq!(r.verdict, FlowVerdict::Allow);
         assert_eq!(p.stats().flows_ended, 1);
     }
 

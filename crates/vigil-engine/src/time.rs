@@ -1,7 +1,7 @@
 //! Time as the pipeline sees it: microseconds since the UNIX epoch, supplied by the caller
 //! (the wall clock inline, the capture's timestamps in replay), so the pipeline stays pure.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
@@ -33,5 +33,12 @@ impl Timestamp {
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(self.as_secs_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Ok(Timestamp((secs.max(0.0) * 1e6).round() as u64))
     }
 }

@@ -79,7 +79,11 @@ impl QueueRange {
 
 impl std::fmt::Display for QueueRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.first == self.last { write!(f, "{}", self.first) } else { write!(f, "{}-{}", self.first, self.last) }
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
     }
 }
 
@@ -87,7 +91,9 @@ impl std::str::FromStr for QueueRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let num = |t: &str| {
-            t.trim().parse::<u16>().map_err(|_| format!("`{t}` is not a queue number (0-65535); write queues as 0, \"3\" or \"0-3\""))
+            t.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("`{t}` is not a queue number (0-65535); write queues as 0, \"3\" or \"0-3\""))
         };
         let (first, last) = match s.split_once('-') {
             Some((a, b)) => (num(a)?, num(b)?),
@@ -224,7 +230,8 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<(Config, Policy), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_toml(&text, path)
     }
 
@@ -243,7 +250,10 @@ impl Config {
         }
         let e = &self.engine;
         if e.copy_range < 128 {
-            return Err(format!("[engine] copy_range = {} is too small to see TCP/IP headers (use at least 128)", e.copy_range));
+            return Err(format!(
+                "[engine] copy_range = {} is too small to see TCP/IP headers (use at least 128)",
+                e.copy_range
+            ));
         }
         if e.queue_maxlen == 0 {
             return Err("[engine] queue_maxlen must be at least 1".into());

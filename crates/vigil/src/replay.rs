@@ -143,7 +143,8 @@ pub fn write_table(out: &mut dyn Write, rows: &[FlowRecord]) -> Result<()> {
                     None => r.protocol.to_string(),
                 },
                 r.hostname.as_deref().unwrap_or("-").to_string(),
-                format!("{}/{}", r.packets_c2s, r.packets_s2c),
+                // "+": offloaded, the rest of the flow stayed in the kernel and is not counted here.
+                format!("{}/{}{}", r.packets_c2s, r.packets_s2c, if r.offloaded { "+" } else { "" }),
                 format!("{}/{}", r.bytes_c2s, r.bytes_s2c),
                 r.verdict.to_string(),
                 r.rule.as_deref().unwrap_or("-").to_string(),

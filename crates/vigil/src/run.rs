@@ -192,7 +192,11 @@ pub fn run(opts: RunOptions) -> Result<()> {
         "bound queue(s) {} ({} worker(s)); connmark via {}",
         cfg.engine.queues,
         workers.len(),
-        if conntrack_verdicts { "NFQA_CT in verdicts and CONNMARK --save-mark" } else { "packet mark + CONNMARK --save-mark (kernel lacks NFQA_CT)" }
+        if conntrack_verdicts {
+            "NFQA_CT in verdicts and CONNMARK --save-mark"
+        } else {
+            "packet mark + CONNMARK --save-mark (kernel lacks NFQA_CT)"
+        }
     );
 
     let spec = firewall_spec(&cfg, opts.netns.clone());
@@ -208,7 +212,9 @@ pub fn run(opts: RunOptions) -> Result<()> {
                 for w in workers {
                     let _ = w.join();
                 }
-                return Err(anyhow::Error::new(e).context("cannot install vigil's firewall rules (nothing was changed)"));
+                return Err(
+                    anyhow::Error::new(e).context("cannot install vigil's firewall rules (nothing was changed)")
+                );
             }
         }
     } else {
@@ -248,7 +254,11 @@ pub fn run(opts: RunOptions) -> Result<()> {
                 Ok((new_cfg, new_policy)) => {
                     shared.policy.replace(new_policy);
                     reloads += 1;
-                    log::info!("reloaded policy from {} ({} rules)", opts.config_path.display(), new_cfg.policy.rules.len());
+                    log::info!(
+                        "reloaded policy from {} ({} rules)",
+                        opts.config_path.display(),
+                        new_cfg.policy.rules.len()
+                    );
                     if new_cfg.engine != cfg.engine || new_cfg.firewall != cfg.firewall {
                         log::warn!("[engine] and [firewall] changes take effect at the next restart; the policy was applied now");
                     }
