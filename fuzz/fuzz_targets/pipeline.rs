@@ -1,0 +1,32 @@
+#![no_main]
+//! A sequence of arbitrary packets through one pipeline with a policy: never panics, every packet
+//! gets a decision, and the counters add up.
+use libfuzzer_sys::fuzz_target;
+use std::sync::Arc;
+use vigil_engine::pipeline::PipelineConfig;
+use vigil_engine::{EndReason, FlowTableConfig, PacketMeta, Pipeline, Policy, PolicyConfig, Timestamp};
+
+fuzz_target!(|data: &[u8]| {
+    let cfg: PolicyConfig = toml::from_str("[[rules]]\nname='b'\naction='block'\ndst_ports=[23]\n").unwrap_or_default();
+    let policy = Arc::new(Policy::compile(&cfg).unwrap_or_default());
+    let flows = FlowTableConfig { max_flows: 8, ..Default::default() };
+    let mut p = Pipeline::new(PipelineConfig { flows, offload: true }, policy);
+    // Each chunk: 1 length byte, 1 time step byte, then the packet.
+    let mut rest = data;
+    let mut now = 1_000_000u64;
+    let mut n = 0u64;
+    while rest.len() >= 2 {
+        let len = usize::from(rest[0]).min(rest.len() - 2);
+        now += u64::from(rest[1]) * 1_000_000;
+        let pkt = &rest[2..2 + len];
+        rest = &rest[2 + len..];
+        p.process(pkt, &PacketMeta::default(), Timestamp::from_micros(now));
+        p.poll(Timestamp::from_micros(now));
+        n += 1;
+    }
+    p.finish(EndReason::Shutdown);
+    let s = p.stats();
+    assert_eq!(s.packets, n);
+    assert_eq!(s.accepted + s.dropped, n);
+    assert_eq!(s.flows_created, s.flows_ended);
+});
