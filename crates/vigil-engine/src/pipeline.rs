@@ -396,7 +396,7 @@ mod tests {
         p.finish(EndReason::Shutdown);
         let r = records(&mut p);
         assert_eq!(r.len(), 2);
-        assert_eq!((r[0].verdict, r[0].rule.as_deref(), r[0].packets_c2s), ("block", Some("no-telnet"), 3));
+        assert_eq!((r[0].verdict, r[0].rule.as_deref(), r[0].packets_c2s), (FlowVerdict::Block, Some("no-telnet"), 3));
         assert_eq!(r[1].end_reason, EndReason::Shutdown);
         assert!(r[1].offloaded);
     }
