@@ -320,7 +320,7 @@ fn read_flows(path: &PathBuf) -> Result<Vec<FlowRecord>> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         out.push(serde_json::from_str(line).context("bad line in the flow log")?);
     }
-    out.sort_by(|a, b| a.first_seen.cmp(&b.first_seen));
+    out.sort_by_key(|f| f.first_seen);
     Ok(out)
 }
 

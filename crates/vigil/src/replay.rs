@@ -114,7 +114,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn finish(mut self) -> Result<W> {
         if self.format == Format::Table {
             let mut rows = std::mem::take(&mut self.rows);
-            rows.sort_by(|a, b| a.first_seen.cmp(&b.first_seen));
+            rows.sort_by_key(|r| r.first_seen);
             write_table(&mut self.out, &rows)?;
         }
         self.out.flush()?;
