@@ -33,10 +33,6 @@ enum Command {
         /// Config file (TOML). See `vigil check-config`.
         #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
         config: PathBuf,
-        /// Install the rules inside this network namespace (for labs and tests; vigil's sockets
-        /// follow the namespace vigil itself runs in).
-        #[arg(long, hide = true)]
-        netns: Option<String>,
     },
     /// Install, remove or show the iptables rules vigil owns (chains VIGIL_*).
     Rules {
@@ -117,7 +113,7 @@ fn main() {
 
 fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Run { config, netns } => run::run(run::RunOptions { config_path: config, netns }),
+        Command::Run { config } => run::run(run::RunOptions { config_path: config }),
         Command::CheckConfig { file } => {
             let (cfg, policy) = Config::load(&file)?;
             println!(

@@ -95,8 +95,6 @@ struct Shared {
 /// Knobs of `vigil run` that are not in the config file.
 pub struct RunOptions {
     pub config_path: PathBuf,
-    /// Only for tests and the demo: run the rules inside this network namespace's tools.
-    pub netns: Option<String>,
 }
 
 pub fn firewall_spec(cfg: &Config, netns: Option<String>) -> firewall::FirewallSpec {
@@ -199,7 +197,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
         }
     );
 
-    let spec = firewall_spec(&cfg, opts.netns.clone());
+    // Rules go into the network namespace vigil runs in, where its queue sockets are bound.
+    let spec = firewall_spec(&cfg, None);
     let mut rules_installed = false;
     if cfg.firewall.manage {
         match firewall::install(&spec) {
@@ -279,7 +278,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     log::info!("stopping: removing rules, then answering every queued packet");
     let mut result = Ok(());
     if rules_installed {
-        if let Err(e) = firewall::remove(opts.netns.as_deref()) {
+        if let Err(e) = firewall::remove(None) {
             log::error!("could not remove vigil's rules: {e}; run `vigil rules remove`");
             result = Err(anyhow::Error::new(e).context("removing firewall rules"));
         }
