@@ -695,10 +695,21 @@ struct State {
     created_tables: BTreeMap<Family, BTreeSet<String>>,
 }
 
+/// The state file of the network namespace the rules live in. Keyed by the namespace's identity
+/// (device and inode of its nsfs file), so `vigil run` inside a namespace and `vigil rules --netns`
+/// from outside find the same file, and vigils in different namespaces never share one.
 fn state_path(netns: Option<&str>) -> PathBuf {
-    let name = match netns {
-        Some(ns) => format!("netns-{ns}.state"),
-        None => "host.state".to_string(),
+    use std::os::unix::fs::MetadataExt;
+    let ns_file = match netns {
+        Some(ns) => PathBuf::from("/var/run/netns").join(ns),
+        None => PathBuf::from("/proc/self/ns/net"),
+    };
+    // (Comparing with /proc/1/ns/net to spot the initial namespace fails in some sandboxes, so every
+    // namespace, the host's included, is named by its identity.)
+    let name = match std::fs::metadata(&ns_file) {
+        Ok(m) => format!("netns-{}-{}.state", m.dev(), m.ino()),
+        // The namespace is gone (or /proc is unreadable): fall back to its name.
+        Err(_) => format!("netns-{}.state", netns.unwrap_or("self")),
     };
     Path::new(STATE_DIR).join(name)
 }
@@ -1393,8 +1404,11 @@ COMMIT
         let mut st = State { acct_prev: Some("0".into()), ..Default::default() };
         st.created_tables.entry(Family::Ipv6).or_default().extend(["security".to_string(), "mangle".to_string()]);
         assert_eq!(State::parse(&st.render()), st);
-        assert_eq!(state_path(Some("ns1")), Path::new("/run/vigil/netns-ns1.state"));
-        assert_eq!(state_path(None), Path::new("/run/vigil/host.state"));
+        // A namespace that does not exist falls back to its name; our own is named by identity.
+        assert_eq!(state_path(Some("no-such-ns-vigil")), Path::new("/run/vigil/netns-no-such-ns-vigil.state"));
+        let own = state_path(None);
+        assert!(own.to_string_lossy().starts_with("/run/vigil/netns-") && own != state_path(Some("x")), "{own:?}");
+        assert_eq!(own, state_path(None));
     }
 
     #[test]

@@ -44,8 +44,24 @@ fn replay_counts_each_direction_like_tcpdump() {
     assert_eq!(ctrl["dport"], 21);
     // Stable field names (issue 2, item 8).
     for key in [
-        "proto", "src", "sport", "dst", "dport", "protocol", "app", "category", "hostname", "ja4", "packets_c2s",
-        "packets_s2c", "bytes_c2s", "bytes_s2c", "first_seen", "last_seen", "verdict", "rule",
+        "proto",
+        "src",
+        "sport",
+        "dst",
+        "dport",
+        "protocol",
+        "app",
+        "category",
+        "hostname",
+        "ja4",
+        "packets_c2s",
+        "packets_s2c",
+        "bytes_c2s",
+        "bytes_s2c",
+        "first_seen",
+        "last_seen",
+        "verdict",
+        "rule",
     ] {
         assert!(ctrl.get(key).is_some(), "missing field {key}");
     }
@@ -137,7 +153,11 @@ fn check_config_reports_line_and_column() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[engine]\nqueues = \"0-1\"\n\n[[policy.rules]]\nname = \"x\"\naction = \"block\"\ndst = [\"10.1.2.3/33\"]\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[engine]\nqueues = \"0-1\"\n\n[[policy.rules]]\nname = \"x\"\naction = \"block\"\ndst = [\"10.1.2.3/33\"]\n",
+    )
+    .unwrap();
     let out = vigil().args(["check-config", bad.to_str().unwrap()]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -147,7 +167,11 @@ fn check_config_reports_line_and_column() {
 fn tempdir() -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let d = std::env::temp_dir().join(format!("vigil-cli-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let d = std::env::temp_dir().join(format!(
+        "vigil-cli-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
