@@ -1258,3 +1258,55 @@ fn modified_payload_verdict_arrives_with_valid_checksums() {
     assert_eq!(checked.get("grown-by-vigil"), Some(&2), "{checked:?}");
     assert_eq!(checked.get("shrunk"), Some(&2), "{checked:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. SIGHUP reload: a good config applies to new flows, a bad one is refused whole
+
+#[test]
+fn sighup_reload_applies_good_config_and_refuses_bad_one() {
+    if !root_or_skip() {
+        return;
+    }
+    let env = Env::new("reload");
+    env.py_server(&["tcp-banner", "2323", V4_SERVER, V6_SERVER]);
+    wait_listen(&env.lab, env.server(), "t", 2323, 2);
+    let _lock = vigil_lock();
+    let mut vigil = env.start_vigil("reload", NO_OFFLOAD);
+    let (r, _) = env.tcp_get(V4_SERVER, 2323, 3.0);
+    assert_eq!(r.expect("allowed before the reload"), "banner:2323\n");
+
+    let reloads = |v: &VigilProc<'_>| u(&v.fresh_stats()["reloads"]);
+    let write_config = |body: &str| {
+        // Rewrite the very file vigil was started with (its [report] section included).
+        let text = std::fs::read_to_string(&vigil.config).unwrap();
+        let report = &text[text.find("[report]").unwrap()..];
+        std::fs::write(&vigil.config, format!("{body}\n{report}")).unwrap();
+    };
+
+    write_config(&format!(
+        "{NO_OFFLOAD}[[policy.rules]]\nname = \"no-2323\"\naction = \"block\"\ndst_ports = [2323]\n"
+    ));
+    signal(vigil.pid(), libc::SIGHUP);
+    wait_until("the reload to be counted", Duration::from_secs(10), || reloads(&vigil) == 1);
+    for addr in [V4_SERVER, V6_SERVER] {
+        let (r, _) = env.tcp_get(addr, 2323, 2.0);
+        assert!(r.is_err(), "new connections to {addr}:2323 are blocked after the reload: {r:?}");
+    }
+
+    // A broken file: reported, and the running policy (blocking 2323) stays.
+    write_config("[[policy.rules]]\nname = \"broken\"\naction = \"allow\"\ndst_ports = [\"not-a-port\"]\n");
+    signal(vigil.pid(), libc::SIGHUP);
+    wait_until("the refusal to be logged", Duration::from_secs(10), || vigil.stderr_text().contains("reload refused"));
+    let log = vigil.stderr_text();
+    assert!(log.contains("not-a-port") && log.contains("line 4"), "the refusal says what and where:\n{log}");
+    assert_eq!(reloads(&vigil), 1, "a refused reload is not counted");
+    let (r, _) = env.tcp_get(V4_SERVER, 2323, 2.0);
+    assert!(r.is_err(), "the old policy stays after a refused reload: {r:?}");
+    vigil.stop();
+
+    let flows = vigil.flows();
+    let blocked = flows.iter().filter(|f| f["dport"] == 2323 && f["verdict"] == "block").count();
+    let allowed = flows.iter().filter(|f| f["dport"] == 2323 && f["verdict"] == "allow").count();
+    assert_eq!((allowed, blocked), (1, 3), "{flows:#?}");
+    assert!(flows.iter().filter(|f| f["verdict"] == "block").all(|f| f["rule"] == "no-2323"));
+}
