@@ -1,0 +1,218 @@
+//! The per-flow classifier: runs the dissectors, then names the application.
+
+use crate::dissect::{self, Dissector, Step};
+use crate::dns_cache::DnsCache;
+use crate::facts::{DnsAnswer, Facts, NameSource};
+use crate::sigdb::SignatureDb;
+use crate::view::PacketView;
+use std::net::IpAddr;
+use vigil_wire::{tcp, L4Proto};
+
+/// Classification settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassifierConfig {
+    /// Packets offered to the dissectors before classification gives up on a flow.
+    pub max_packets: u32,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig { max_packets: 32 }
+    }
+}
+
+/// Shared, read-mostly state the classifier consults.
+#[derive(Clone, Copy)]
+pub struct DpiContext<'a> {
+    pub sigdb: &'a SignatureDb,
+    pub dns_cache: &'a DnsCache,
+    pub config: ClassifierConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Several candidates still see packets.
+    Probing,
+    /// One dissector owns the flow and extracts more.
+    Extracting,
+    /// Nothing more to learn.
+    Done,
+}
+
+pub struct Classifier {
+    l4: L4Proto,
+    client: (IpAddr, u16),
+    server: (IpAddr, u16),
+    candidates: Vec<Box<dyn Dissector>>,
+    owner: Option<Box<dyn Dissector>>,
+    facts: Facts,
+    phase: Phase,
+    /// Packets offered to dissectors so far.
+    offered: u32,
+    /// Flow packets seen when classification completed.
+    decided_after: Option<u32>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("phase", &self.phase)
+            .field("owner", &self.owner.as_ref().map(|d| d.name()))
+            .field("candidates", &self.candidates.len())
+            .field("facts", &self.facts)
+            .finish()
+    }
+}
+
+/// Protocols named by the IP header alone.
+fn by_ip_protocol(l4: L4Proto) -> Option<&'static str> {
+    Some(match l4 {
+        L4Proto::Icmp => "ICMP",
+        L4Proto::Icmpv6 => "ICMPV6",
+        L4Proto::Other(2) => "IGMP",
+        L4Proto::Other(47) => "GRE",
+        L4Proto::Other(50) | L4Proto::Other(51) => "IPSec",
+        L4Proto::Other(132) => "SCTP",
+        L4Proto::Other(89) => "OSPF",
+        L4Proto::Other(112) => "VRRP",
+        _ => return None,
+    })
+}
+
+impl Classifier {
+    pub fn new(l4: L4Proto, client: (IpAddr, u16), server: (IpAddr, u16)) -> Self {
+        let mut c = Classifier {
+            l4,
+            client,
+            server,
+            candidates: dissect::candidates(l4),
+            owner: None,
+            facts: Facts::default(),
+            phase: Phase::Probing,
+            offered: 0,
+            decided_after: None,
+        };
+        if let Some(name) = by_ip_protocol(l4) {
+            c.facts.protocol = Some(name);
+        }
+        if c.candidates.is_empty() {
+            c.phase = Phase::Done;
+        }
+        c
+    }
+
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// True while more packets could teach something (the flow should stay in userspace).
+    pub fn wants_more(&self) -> bool {
+        self.phase != Phase::Done
+    }
+
+    /// Flow packets it took to classify, once done.
+    pub fn decided_after(&self) -> Option<u32> {
+        self.decided_after
+    }
+
+    /// Offers one packet. `pkt.index` is the packet's position in the flow.
+    pub fn on_packet(&mut self, pkt: &PacketView<'_>, ctx: &DpiContext<'_>) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let syn = pkt.tcp_flags & tcp::SYN != 0;
+        if pkt.payload.is_empty() && !syn {
+            return;
+        }
+        if !pkt.payload.is_empty() {
+            self.offered += 1;
+        }
+        match self.phase {
+            Phase::Probing => self.probe(pkt),
+            Phase::Extracting => {
+                let step = match self.owner.as_mut() {
+                    Some(owner) => owner.on_packet(pkt, &mut self.facts),
+                    None => Step::Done,
+                };
+                if matches!(step, Step::Done | Step::NotMine) {
+                    self.phase = Phase::Done;
+                }
+            }
+            Phase::Done => {}
+        }
+        self.learn_dns(ctx, pkt.ts_micros);
+        if self.phase != Phase::Done && self.offered >= ctx.config.max_packets {
+            self.phase = Phase::Done; // the budget is spent: decide with what is known
+        }
+        if self.phase == Phase::Done {
+            self.complete(ctx, pkt.index + 1, pkt.ts_micros);
+        }
+    }
+
+    fn probe(&mut self, pkt: &PacketView<'_>) {
+        let mut i = 0;
+        while i < self.candidates.len() {
+            match self.candidates[i].on_packet(pkt, &mut self.facts) {
+                Step::NotMine => {
+                    // `remove`, not `swap_remove`: candidates keep their priority order.
+                    self.candidates.remove(i);
+                }
+                Step::NeedMore => i += 1,
+                step @ (Step::Identified | Step::Done) => {
+                    let owner = self.candidates.remove(i);
+                    self.candidates = Vec::new();
+                    self.owner = Some(owner);
+                    self.phase = if step == Step::Done { Phase::Done } else { Phase::Extracting };
+                    return;
+                }
+            }
+        }
+        if self.candidates.is_empty() {
+            self.phase = Phase::Done;
+        }
+    }
+
+    /// DNS answers seen on this flow teach the shared cache which name each address had.
+    fn learn_dns(&mut self, ctx: &DpiContext<'_>, now: u64) {
+        let Some(dns) = self.facts.dns.as_mut() else { return };
+        if !dns.is_response || dns.answers.is_empty() {
+            return;
+        }
+        // Names a client asked for are the ones worth remembering: follow CNAMEs back to the query.
+        let query = dns.query.clone();
+        for a in dns.answers.drain(..) {
+            if let DnsAnswer::Addr { name, addr, ttl } = a {
+                let shown = query.as_deref().unwrap_or(&name);
+                ctx.dns_cache.insert(addr, shown, ttl, now);
+            }
+        }
+    }
+
+    fn complete(&mut self, ctx: &DpiContext<'_>, packets: u32, now: u64) {
+        if self.decided_after.is_some() {
+            return;
+        }
+        self.decided_after = Some(packets);
+        self.owner = None;
+        self.candidates = Vec::new();
+        self.name(ctx, now);
+    }
+
+    /// Fills hostname (from the DNS cache when the flow carried none) and application.
+    fn name(&mut self, ctx: &DpiContext<'_>, now: u64) {
+        if self.facts.hostname.is_none() {
+            if let Some(name) = ctx.dns_cache.lookup(self.server.0, now) {
+                self.facts.set_hostname(&name, NameSource::DnsCache);
+            }
+        }
+        ctx.sigdb.classify(&mut self.facts, self.client, self.server, self.l4);
+    }
+
+    /// The flow ended before classification completed: name it with what is known.
+    pub fn finish(&mut self, ctx: &DpiContext<'_>, packets: u32, now: u64) {
+        if self.phase != Phase::Done {
+            self.phase = Phase::Done;
+            self.complete(ctx, packets, now);
+        }
+    }
+}

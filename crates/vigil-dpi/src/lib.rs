@@ -1,0 +1,23 @@
+//! Flow classification: what protocol a flow speaks, which application and category it belongs to,
+//! and which name it carries (TLS SNI, QUIC SNI, HTTP Host, DNS-learned names).
+//!
+//! Pure and I/O-free like the rest of the pipeline. Per flow, a [`Classifier`] offers each packet's
+//! payload to the candidate [`dissect::Dissector`]s for the flow's transport; candidates that say
+//! "not mine" drop out, the first to identify the protocol takes the flow, and it keeps extracting
+//! facts until it is done. Then the [`sigdb::SignatureDb`] names the application and category from
+//! the facts (hostname, ALPN, JA4, ports, addresses). Each dissector is its own module, parses with
+//! bounds-checked reads only, and never panics on any input.
+
+pub mod classify;
+pub mod dissect;
+pub mod dns_cache;
+pub mod facts;
+pub mod reasm;
+pub mod sigdb;
+pub mod view;
+
+pub use classify::{Classifier, ClassifierConfig, DpiContext};
+pub use dns_cache::DnsCache;
+pub use facts::{Facts, NameSource};
+pub use sigdb::SignatureDb;
+pub use view::{Dir, PacketView};
