@@ -79,7 +79,7 @@ pub struct FlowDecision {
     pub is_final: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Flow {
     pub key: FlowKey,
     /// True when the client is `key.lo`.
@@ -97,21 +97,46 @@ pub struct Flow {
     pub decision: Option<FlowDecision>,
     /// Set once the shell told the kernel to stop queueing this flow.
     pub offloaded: bool,
-    /// Application-layer facts, filled by classification (issue 3); None until known.
+    /// Application-layer facts, filled when classification completes.
     pub l7: L7Facts,
+    /// Classification in progress (None when done or disabled).
+    pub classifier: Option<Box<vigil_dpi::Classifier>>,
     pub in_ifindex: Option<u32>,
     pub out_ifindex: Option<u32>,
     pub src_mac: Option<[u8; 6]>,
 }
 
-/// What is known about the flow's application layer.
+/// What is known about the flow's application layer, once classification completed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct L7Facts {
     pub protocol: Option<Arc<str>>,
     pub app: Option<Arc<str>>,
     pub category: Option<Arc<str>>,
     pub hostname: Option<Arc<str>>,
+    pub name_source: Option<&'static str>,
     pub ja4: Option<Arc<str>>,
+    /// ALPN offered by the client, and the one the server chose.
+    pub alpn: Vec<String>,
+    pub alpn_selected: Option<String>,
+    /// Flow packets classification needed.
+    pub dpi_packets: Option<u32>,
+}
+
+impl L7Facts {
+    pub fn from_classifier(c: &vigil_dpi::Classifier) -> Self {
+        let f = c.facts();
+        L7Facts {
+            protocol: f.protocol.map(Arc::from),
+            app: f.app.clone(),
+            category: f.category.clone(),
+            hostname: f.hostname.as_deref().map(Arc::from),
+            name_source: f.name_source.map(|s| s.as_str()),
+            ja4: f.ja4.as_deref().map(Arc::from),
+            alpn: f.alpn_offered.clone(),
+            alpn_selected: f.alpn.clone(),
+            dpi_packets: c.decided_after(),
+        }
+    }
 }
 
 impl Flow {
@@ -155,7 +180,11 @@ impl Flow {
             app: self.l7.app.clone(),
             category: self.l7.category.clone(),
             hostname: self.l7.hostname.clone(),
+            name_source: self.l7.name_source.map(String::from),
             ja4: self.l7.ja4.clone(),
+            alpn: self.l7.alpn.clone(),
+            alpn_selected: self.l7.alpn_selected.clone(),
+            dpi_packets: self.l7.dpi_packets,
             packets_c2s: self.c2s.packets,
             packets_s2c: self.s2c.packets,
             bytes_c2s: self.c2s.bytes,
@@ -185,7 +214,19 @@ pub struct FlowRecord {
     pub app: Option<Arc<str>>,
     pub category: Option<Arc<str>>,
     pub hostname: Option<Arc<str>>,
+    /// Where the hostname came from: "sni", "http", "dns", "dns-cache", "certificate", "protocol".
+    #[serde(default)]
+    pub name_source: Option<String>,
     pub ja4: Option<Arc<str>>,
+    /// ALPN protocols the client offered, in order.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    /// ALPN the server selected, when seen.
+    #[serde(default)]
+    pub alpn_selected: Option<String>,
+    /// Flow packets classification needed (how early the flow was named).
+    #[serde(default)]
+    pub dpi_packets: Option<u32>,
     pub packets_c2s: u64,
     pub packets_s2c: u64,
     pub bytes_c2s: u64,

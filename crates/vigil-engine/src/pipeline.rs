@@ -5,6 +5,7 @@ use crate::policy::{FlowFacts, Policy, RuleAction};
 use crate::table::{FlowTable, FlowTableConfig};
 use crate::time::Timestamp;
 use std::sync::Arc;
+use vigil_dpi::{Classifier, ClassifierConfig, Dir, DnsCache, DpiContext, PacketView, SignatureDb};
 use vigil_wire::{tcp, L4Proto, PacketInfo};
 
 /// What the shell knows about a packet besides its bytes.
@@ -86,6 +87,23 @@ pub struct PipelineConfig {
     pub flows: FlowTableConfig,
     /// Hand decided flows back to the kernel (the shell sets the connmark).
     pub offload: bool,
+    /// Classify flows (protocol, application, name); None: L3/L4 only.
+    pub classify: Option<Classification>,
+}
+
+/// What classification shares across workers: the signature database (swapped on reload) and
+/// the DNS-learned names.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    pub sigdb: Arc<SignatureDb>,
+    pub dns_cache: Arc<DnsCache>,
+    pub config: ClassifierConfig,
+}
+
+impl Classification {
+    fn context(&self) -> DpiContext<'_> {
+        DpiContext { sigdb: &self.sigdb, dns_cache: &self.dns_cache, config: self.config }
+    }
 }
 
 pub struct Pipeline {
@@ -153,12 +171,16 @@ impl Pipeline {
     fn track_and_decide(&mut self, info: &PacketInfo<'_>, meta: &PacketMeta, now: Timestamp) -> Decision {
         let (key, lo_to_hi) = FlowKey::of(info);
         if self.table.get(&key).is_none() {
-            let flow = new_flow(key, lo_to_hi, info, meta, now);
+            let mut flow = new_flow(key, lo_to_hi, info, meta, now);
+            if self.cfg.classify.is_some() {
+                flow.classifier = Some(Box::new(Classifier::new(key.l4, flow.client(), flow.server())));
+            }
             self.stats.flows_created += 1;
-            if let Some(evicted) = self.table.insert(flow) {
+            if let Some((evicted, reason)) = self.table.insert(flow) {
                 self.stats.flows_evicted += 1;
                 self.stats.flows_ended += 1;
-                self.events.push(Event::FlowEnd(Box::new(evicted)));
+                let rec = finalize(&self.cfg, evicted, reason);
+                self.events.push(Event::FlowEnd(Box::new(rec)));
             }
         }
         let policy = self.policy.clone();
@@ -175,6 +197,29 @@ impl Pipeline {
         counters.bytes += info.wire_len as u64;
         flow.last_seen = now;
         let ended = info.tcp_flags.and_then(|flags| update_tcp(flow, dir, flags));
+        let (client, server) = (flow.client(), flow.server());
+        let index = (flow.c2s.packets + flow.s2c.packets).saturating_sub(1) as u32;
+        if let (Some(cls), Some(c)) = (flow.classifier.as_mut(), self.cfg.classify.as_ref()) {
+            let view = PacketView {
+                dir: match dir {
+                    Direction::ClientToServer => Dir::ToServer,
+                    Direction::ServerToClient => Dir::ToClient,
+                },
+                l4: key.l4,
+                client,
+                server,
+                payload: info.payload,
+                tcp_seq: info.tcp_seq,
+                tcp_flags: info.tcp_flags.unwrap_or(0),
+                index,
+                ts_micros: now.micros(),
+            };
+            cls.on_packet(&view, &c.context());
+            if !cls.wants_more() {
+                flow.l7 = L7Facts::from_classifier(cls);
+                flow.classifier = None;
+            }
+        }
 
         if flow.decision.is_none() {
             let (src, sport) = flow.client();
@@ -183,13 +228,15 @@ impl Pipeline {
             // Rules match on addresses, ports and L4 only, all known from the first packet.
             flow.decision = Some(FlowDecision { action: m.action, rule: m.rule, is_final: true });
         }
+        // A flow still being classified stays in userspace: offloading it would blind the classifier.
+        let classified = flow.classifier.is_none();
         let d = flow.decision.as_ref().expect("decided above");
         let action = match d.action {
             RuleAction::Allow => Action::Accept,
             RuleAction::Block => Action::Drop,
         };
         // Offload only accepted flows: a dropped packet never reaches the chain that saves the mark.
-        let offload = offload_enabled && d.is_final && action == Action::Accept && !flow.offloaded;
+        let offload = offload_enabled && d.is_final && classified && action == Action::Accept && !flow.offloaded;
         if offload {
             flow.offloaded = true;
             self.stats.flows_offloaded += 1;
@@ -203,21 +250,38 @@ impl Pipeline {
 
     /// Expires idle flows. Call about once a second.
     pub fn poll(&mut self, now: Timestamp) {
-        let events = &mut self.events;
-        let n = self.table.expire(now, &mut |r| events.push(Event::FlowEnd(Box::new(r))));
+        let (cfg, events) = (&self.cfg, &mut self.events);
+        let n = self.table.expire(now, &mut |f, why| events.push(Event::FlowEnd(Box::new(finalize(cfg, f, why)))));
         self.stats.flows_ended += n as u64;
     }
 
     /// Ends every flow (shutdown or end of capture).
     pub fn finish(&mut self, reason: EndReason) {
-        let events = &mut self.events;
+        let (cfg, events) = (&self.cfg, &mut self.events);
         let mut n = 0;
-        self.table.drain(reason, &mut |r| {
+        self.table.drain(reason, &mut |f, why| {
             n += 1;
-            events.push(Event::FlowEnd(Box::new(r)))
+            events.push(Event::FlowEnd(Box::new(finalize(cfg, f, why))))
         });
         self.stats.flows_ended += n;
     }
+
+    /// Replaces the signature database (reload); flows being classified use it from now on.
+    pub fn set_signatures(&mut self, sigdb: Arc<SignatureDb>) {
+        if let Some(c) = self.cfg.classify.as_mut() {
+            c.sigdb = sigdb;
+        }
+    }
+}
+
+/// A flow's final record; classification still in progress is completed with what is known.
+fn finalize(cfg: &PipelineConfig, mut flow: Flow, reason: EndReason) -> FlowRecord {
+    if let (Some(mut cls), Some(c)) = (flow.classifier.take(), cfg.classify.as_ref()) {
+        let packets = (flow.c2s.packets + flow.s2c.packets) as u32;
+        cls.finish(&c.context(), packets, flow.last_seen.micros());
+        flow.l7 = L7Facts::from_classifier(&cls);
+    }
+    flow.record(reason)
 }
 
 fn new_flow(key: FlowKey, lo_to_hi: bool, info: &PacketInfo<'_>, meta: &PacketMeta, now: Timestamp) -> Flow {
@@ -257,6 +321,7 @@ fn new_flow(key: FlowKey, lo_to_hi: bool, info: &PacketInfo<'_>, meta: &PacketMe
         decision: None,
         offloaded: false,
         l7: L7Facts::default(),
+        classifier: None,
         in_ifindex: meta.in_ifindex,
         out_ifindex: meta.out_ifindex,
         src_mac: meta.src_mac,
@@ -333,7 +398,7 @@ mod tests {
         let doc: Doc = toml::from_str(policy_toml).unwrap();
         let policy = Arc::new(Policy::compile(&doc.policy).unwrap());
         let flows = FlowTableConfig { max_flows: 4, ..FlowTableConfig::default() };
-        Pipeline::new(PipelineConfig { flows, offload }, policy)
+        Pipeline::new(PipelineConfig { flows, offload, classify: None }, policy)
     }
 
     fn records(p: &mut Pipeline) -> Vec<FlowRecord> {

@@ -5,7 +5,7 @@
 //! current last-seen time, so the packet path never touches the queue and the cost of expiry is
 //! amortised O(1) per flow per timeout period.
 
-use crate::flow::{EndReason, Flow, FlowKey, FlowRecord, TcpState};
+use crate::flow::{EndReason, Flow, FlowKey, TcpState};
 use crate::time::Timestamp;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
@@ -105,8 +105,8 @@ impl FlowTable {
     }
 
     /// Inserts a new flow, evicting the least recently seen one if the table is full. Returns the
-    /// evicted flow's record, if any.
-    pub fn insert(&mut self, flow: Flow) -> Option<FlowRecord> {
+    /// evicted flow, if any.
+    pub fn insert(&mut self, flow: Flow) -> Option<(Flow, EndReason)> {
         let mut evicted = None;
         if self.flows.len() >= self.cfg.max_flows.max(1) {
             evicted = self.evict_one();
@@ -125,19 +125,19 @@ impl FlowTable {
         }
     }
 
-    fn evict_one(&mut self) -> Option<FlowRecord> {
+    fn evict_one(&mut self) -> Option<(Flow, EndReason)> {
         while let Some((key, stamp)) = self.idle.pop_front() {
             let live = matches!(self.flows.get(&key), Some(s) if s.queued_at == stamp);
             if live {
                 let slot = self.flows.remove(&key)?;
-                return Some(slot.flow.record(EndReason::Eviction));
+                return Some((slot.flow, EndReason::Eviction));
             }
         }
         None
     }
 
-    /// Expires idle flows; their records go to `out`.
-    pub fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(FlowRecord)) -> usize {
+    /// Expires idle flows; they go to `out` with the reason they ended.
+    pub fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Flow, EndReason)) -> usize {
         let min = self.cfg.min_timeout();
         let mut expired = 0;
         let mut budget = self.idle.len();
@@ -155,7 +155,7 @@ impl FlowTable {
             let deadline = self.cfg.timeout(&slot.flow);
             if now.saturating_sub(slot.flow.last_seen) >= deadline {
                 let slot = self.flows.remove(&key).expect("present");
-                out(slot.flow.record(slot.ended_by.unwrap_or(EndReason::Timeout)));
+                out(slot.flow, slot.ended_by.unwrap_or(EndReason::Timeout));
                 expired += 1;
             } else {
                 slot.queued_at = slot.flow.last_seen;
@@ -167,12 +167,12 @@ impl FlowTable {
 
     /// Removes every flow (shutdown, end of a capture), reporting each with `reason` unless the
     /// connection had already ended.
-    pub fn drain(&mut self, reason: EndReason, out: &mut impl FnMut(FlowRecord)) {
+    pub fn drain(&mut self, reason: EndReason, out: &mut impl FnMut(Flow, EndReason)) {
         self.idle.clear();
         let mut flows: Vec<Slot> = self.flows.drain().map(|(_, s)| s).collect();
         flows.sort_by_key(|s| s.flow.first_seen);
         for s in flows {
-            out(s.flow.record(s.ended_by.unwrap_or(reason)));
+            out(s.flow, s.ended_by.unwrap_or(reason));
         }
     }
 

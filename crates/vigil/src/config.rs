@@ -20,6 +20,54 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    #[serde(default)]
+    pub classify: ClassifyConfig,
+}
+
+/// `[classify]`: naming flows (protocol, application, category, hostname).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    /// Off: policies and reports see addresses, ports and L4 only, and flows offload at once.
+    pub enabled: bool,
+    /// Packets of a flow offered to the dissectors before classification gives up.
+    pub max_packets: u32,
+    /// Addresses remembered from DNS answers (to name flows that carry no name of their own).
+    pub dns_cache_entries: usize,
+    /// Extra signature files (same format as the shipped database, see docs/SIGNATURES.md); their
+    /// applications and categories are added, and replace shipped ones of the same name.
+    pub signatures: Vec<PathBuf>,
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        ClassifyConfig { enabled: true, max_packets: 32, dns_cache_entries: 65_536, signatures: Vec::new() }
+    }
+}
+
+impl ClassifyConfig {
+    /// The shipped signature database plus the admin's files.
+    pub fn load_signatures(&self) -> Result<vigil_dpi::SignatureDb, ConfigError> {
+        let mut db = vigil_dpi::SignatureDb::builtin()
+            .map_err(|e| ConfigError::Invalid { path: PathBuf::from("(built-in signatures)"), message: e.to_string() })?;
+        for path in &self.signatures {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let extra = vigil_dpi::SignatureDb::from_toml(&text, &path.display().to_string())
+                .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+            db.merge(extra);
+        }
+        Ok(db)
+    }
+
+    /// The pipeline's classification settings (a fresh DNS cache is made by the caller).
+    pub fn classification(&self, sigdb: std::sync::Arc<vigil_dpi::SignatureDb>, dns_cache: std::sync::Arc<vigil_dpi::DnsCache>) -> Option<vigil_engine::pipeline::Classification> {
+        self.enabled.then(|| vigil_engine::pipeline::Classification {
+            sigdb,
+            dns_cache,
+            config: vigil_dpi::ClassifierConfig { max_packets: self.max_packets.max(1) },
+        })
+    }
 }
 
 /// `[engine]`: how vigil talks to the kernel's queues.
@@ -257,6 +305,9 @@ impl Config {
         }
         if e.queue_maxlen == 0 {
             return Err("[engine] queue_maxlen must be at least 1".into());
+        }
+        if self.classify.dns_cache_entries == 0 {
+            return Err("[classify] dns_cache_entries must be at least 1".into());
         }
         if e.flows.max_flows == 0 {
             return Err("[engine.flows] max_flows must be at least 1".into());

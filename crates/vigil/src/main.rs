@@ -153,19 +153,21 @@ fn dispatch(cmd: Command) -> Result<()> {
             }
         },
         Command::Replay { config, format, pcaps } => {
-            let (policy, flows) = match &config {
-                Some(path) => {
-                    let (cfg, policy) = Config::load(path)?;
-                    (policy, cfg.engine.flows)
-                }
-                None => (Default::default(), Default::default()),
+            let (cfg, policy) = match &config {
+                Some(path) => Config::load(path)?,
+                None => (Config::default(), Default::default()),
             };
+            let sigdb = Arc::new(cfg.classify.load_signatures()?);
             let policy = Arc::new(policy);
+            let flows = cfg.engine.flows.clone();
             let stdout = std::io::stdout().lock();
             let mut writer = RecordWriter::new(std::io::BufWriter::new(stdout), format);
             let mut failed = 0;
             for path in &pcaps {
-                let res = replay::replay_file(path, policy.clone(), flows.clone(), &mut |r| writer.write(r));
+                // Each capture is its own world: a fresh DNS cache per file.
+                let dns = Arc::new(vigil_dpi::DnsCache::new(cfg.classify.dns_cache_entries));
+                let classify = cfg.classify.classification(sigdb.clone(), dns);
+                let res = replay::replay_file(path, policy.clone(), flows.clone(), classify, &mut |r| writer.write(r));
                 match res {
                     Ok(s) => log::info!(
                         "{}: {} packets, {} flows, {} dropped by policy, {} non-IP frames skipped",

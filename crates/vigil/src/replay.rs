@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use vigil_capture::CaptureReader;
-use vigil_engine::pipeline::PipelineConfig;
+use vigil_engine::pipeline::{Classification, PipelineConfig};
 use vigil_engine::{Action, EndReason, Event, FlowRecord, FlowTableConfig, PacketMeta, Pipeline, Policy, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,10 +36,11 @@ pub fn replay_file(
     path: &Path,
     policy: Arc<Policy>,
     flows: FlowTableConfig,
+    classify: Option<Classification>,
     sink: &mut dyn FnMut(FlowRecord) -> Result<()>,
 ) -> Result<ReplaySummary> {
     let mut reader = CaptureReader::open(path).with_context(|| format!("cannot read capture {}", path.display()))?;
-    let mut pipeline = Pipeline::new(PipelineConfig { flows, offload: false }, policy);
+    let mut pipeline = Pipeline::new(PipelineConfig { flows, offload: false, classify }, policy);
     let meta = PacketMeta::default();
     let mut summary = ReplaySummary::default();
     let mut last_poll = 0u64;

@@ -19,26 +19,34 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vigil_engine::pipeline::PipelineConfig;
 use vigil_engine::{Action, EndReason, Event, FlowRecord, PacketMeta, Pipeline, PipelineStats, Policy, Timestamp};
+use vigil_dpi::{DnsCache, SignatureDb};
 use vigil_nfq::{Queue, QueueConfig, QueueStats, Verdict};
 
-/// The policy all workers use, swapped whole on reload. Workers poll `generation` (one atomic
+/// What a reload replaces: the policy and the signature database, swapped together.
+#[derive(Clone)]
+pub struct Rulebook {
+    pub policy: Arc<Policy>,
+    pub sigdb: Arc<SignatureDb>,
+}
+
+/// The rulebook all workers use, swapped whole on reload. Workers poll `generation` (one atomic
 /// load per batch) and take the lock only when it changed.
 pub struct SharedPolicy {
     generation: AtomicU64,
-    policy: RwLock<Arc<Policy>>,
+    book: RwLock<Rulebook>,
 }
 
 impl SharedPolicy {
-    pub fn new(policy: Policy) -> Self {
-        SharedPolicy { generation: AtomicU64::new(0), policy: RwLock::new(Arc::new(policy)) }
+    pub fn new(book: Rulebook) -> Self {
+        SharedPolicy { generation: AtomicU64::new(0), book: RwLock::new(book) }
     }
-    pub fn replace(&self, policy: Policy) {
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    pub fn replace(&self, book: Rulebook) {
+        *self.book.write().unwrap_or_else(|e| e.into_inner()) = book;
         self.generation.fetch_add(1, Ordering::Release);
     }
-    fn current(&self) -> (u64, Arc<Policy>) {
+    fn current(&self) -> (u64, Rulebook) {
         let generation = self.generation.load(Ordering::Acquire);
-        (generation, self.policy.read().unwrap_or_else(|e| e.into_inner()).clone())
+        (generation, self.book.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }
 
@@ -124,9 +132,12 @@ pub fn firewall_spec(cfg: &Config, netns: Option<String>) -> firewall::FirewallS
 
 pub fn run(opts: RunOptions) -> Result<()> {
     let (cfg, policy) = Config::load(&opts.config_path)?;
+    let sigdb = Arc::new(cfg.classify.load_signatures()?);
+    // One DNS cache for all workers: a client's lookup and its connection may hash to different queues.
+    let dns_cache = Arc::new(DnsCache::new(cfg.classify.dns_cache_entries));
     let started = Timestamp::now();
     let shared = Arc::new(Shared {
-        policy: SharedPolicy::new(policy),
+        policy: SharedPolicy::new(Rulebook { policy: Arc::new(policy), sigdb: sigdb.clone() }),
         stop: AtomicBool::new(false),
         stats: Mutex::new(cfg.engine.queues.iter().map(|q| WorkerStats { queue: q, ..Default::default() }).collect()),
         records_dropped: AtomicU64::new(0),
@@ -156,7 +167,11 @@ pub fn run(opts: RunOptions) -> Result<()> {
             rcvbuf: cfg.engine.rcvbuf,
             ..QueueConfig::new(queue_num)
         };
-        let pcfg = PipelineConfig { flows: cfg.engine.flows.clone(), offload: cfg.engine.offload };
+        let pcfg = PipelineConfig {
+            flows: cfg.engine.flows.clone(),
+            offload: cfg.engine.offload,
+            classify: cfg.classify.classification(sigdb.clone(), dns_cache.clone()),
+        };
         let worker = Worker {
             slot,
             qcfg,
@@ -249,17 +264,24 @@ pub fn run(opts: RunOptions) -> Result<()> {
     while !term.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
         if hup.swap(false, Ordering::SeqCst) {
-            match Config::load(&opts.config_path) {
-                Ok((new_cfg, new_policy)) => {
-                    shared.policy.replace(new_policy);
+            let loaded = Config::load(&opts.config_path)
+                .and_then(|(c, p)| c.classify.load_signatures().map(|db| (c, p, db)));
+            match loaded {
+                Ok((new_cfg, new_policy, new_sigdb)) => {
+                    shared.policy.replace(Rulebook { policy: Arc::new(new_policy), sigdb: Arc::new(new_sigdb) });
                     reloads += 1;
                     log::info!(
                         "reloaded policy from {} ({} rules)",
                         opts.config_path.display(),
                         new_cfg.policy.rules.len()
                     );
-                    if new_cfg.engine != cfg.engine || new_cfg.firewall != cfg.firewall {
-                        log::warn!("[engine] and [firewall] changes take effect at the next restart; the policy was applied now");
+                    let restart_needed = new_cfg.engine != cfg.engine
+                        || new_cfg.firewall != cfg.firewall
+                        || new_cfg.classify.enabled != cfg.classify.enabled
+                        || new_cfg.classify.max_packets != cfg.classify.max_packets
+                        || new_cfg.classify.dns_cache_entries != cfg.classify.dns_cache_entries;
+                    if restart_needed {
+                        log::warn!("[engine], [firewall] and [classify] settings take effect at the next restart; the policy and signatures were applied now");
                     }
                 }
                 Err(e) => log::error!("reload refused, the running policy stays: {e}"),
@@ -334,8 +356,8 @@ impl Worker {
         let _ = ready.send(Ok(caps.conntrack));
         drop(ready);
 
-        let (mut generation, policy) = self.shared.policy.current();
-        let mut pipeline = Pipeline::new(self.pcfg.clone(), policy);
+        let (mut generation, book) = self.shared.policy.current();
+        let mut pipeline = Pipeline::new(self.pcfg.clone(), book.policy);
         let mut stats = WorkerStats { queue: self.qcfg.queue_num, ..Default::default() };
         let mut last_poll = Instant::now();
         let mut stopping_since: Option<Instant> = None;
@@ -346,9 +368,10 @@ impl Worker {
             }
             let g = self.shared.policy.generation.load(Ordering::Acquire);
             if g != generation {
-                let (g2, p) = self.shared.policy.current();
+                let (g2, book) = self.shared.policy.current();
                 generation = g2;
-                pipeline.set_policy(p);
+                pipeline.set_policy(book.policy);
+                pipeline.set_signatures(book.sigdb);
             }
             let timeout = if stopping_since.is_some() { Duration::from_millis(20) } else { Duration::from_millis(100) };
             let got = match queue.recv(timeout) {
