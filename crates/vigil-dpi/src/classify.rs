@@ -64,6 +64,43 @@ impl std::fmt::Debug for Classifier {
     }
 }
 
+/// The protocol usually served on a well-known server port. Only for flows no dissector
+/// recognised, and only for ports whose protocol vigil can also dissect, so that a guess is the
+/// answer DPI would most likely have given had the flow carried enough payload.
+fn guess_by_port(l4: L4Proto, port: u16) -> Option<&'static str> {
+    Some(match (l4, port) {
+        (L4Proto::Tcp, 80 | 8080) => "HTTP",
+        (L4Proto::Tcp, 443 | 8443) => "TLS",
+        (L4Proto::Tcp, 22) => "SSH",
+        (L4Proto::Tcp, 21) => "FTP_CONTROL",
+        (L4Proto::Tcp, 25 | 587) => "SMTP",
+        (L4Proto::Tcp, 465) => "SMTPS",
+        (L4Proto::Tcp, 110) => "POP3",
+        (L4Proto::Tcp, 995) => "POP3S",
+        (L4Proto::Tcp, 143) => "IMAP",
+        (L4Proto::Tcp, 993) => "IMAPS",
+        (L4Proto::Tcp | L4Proto::Udp, 53) => "DNS",
+        (L4Proto::Tcp | L4Proto::Udp, 88) => "Kerberos",
+        (L4Proto::Tcp | L4Proto::Udp, 389) => "LDAP",
+        (L4Proto::Tcp, 445) => "SMBv23",
+        (L4Proto::Tcp, 139) | (L4Proto::Udp, 137 | 138) => "NetBIOS",
+        (L4Proto::Tcp, 3389) => "RDP",
+        (L4Proto::Tcp, 1883) => "MQTT",
+        (L4Proto::Udp, 123) => "NTP",
+        (L4Proto::Udp, 67 | 68) => "DHCP",
+        (L4Proto::Udp, 546 | 547) => "DHCPV6",
+        (L4Proto::Udp, 5353) => "MDNS",
+        (L4Proto::Udp, 1900) => "SSDP",
+        (L4Proto::Tcp | L4Proto::Udp, 5060) => "SIP",
+        (L4Proto::Tcp | L4Proto::Udp, 3478) => "STUN",
+        (L4Proto::Udp, 443) => "QUIC",
+        (L4Proto::Tcp | L4Proto::Udp, 1194) => "OpenVPN",
+        (L4Proto::Udp, 51820) => "WireGuard",
+        (L4Proto::Udp, 500 | 4500) => "IPSec",
+        _ => return None,
+    })
+}
+
 /// Protocols named by the IP header alone.
 fn by_ip_protocol(l4: L4Proto) -> Option<&'static str> {
     Some(match l4 {
@@ -200,6 +237,12 @@ impl Classifier {
 
     /// Fills hostname (from the DNS cache when the flow carried none) and application.
     fn name(&mut self, ctx: &DpiContext<'_>, now: u64) {
+        if self.facts.protocol.is_none() {
+            if let Some(guess) = guess_by_port(self.l4, self.server.1) {
+                self.facts.protocol = Some(guess);
+                self.facts.protocol_guessed = true;
+            }
+        }
         if self.facts.hostname.is_none() {
             if let Some(name) = ctx.dns_cache.lookup(self.server.0, now) {
                 self.facts.set_hostname(&name, NameSource::DnsCache);

@@ -59,6 +59,9 @@ pub struct Facts {
     /// L7 protocol, named as nDPI names it where one exists ("TLS", "QUIC", "HTTP", "DNS", "SSH",
     /// "BitTorrent", "STUN", ...), so reports line up with other tools.
     pub protocol: Option<&'static str>,
+    /// The protocol was guessed from the port because no dissector recognised the payload (the
+    /// flow carried none, or too little): weaker evidence, reported as such.
+    pub protocol_guessed: bool,
     /// Application and category, from the signature database (or a dissector that knows).
     pub app: Option<Arc<str>>,
     pub category: Option<Arc<str>>,

@@ -12,6 +12,7 @@ pub mod classify;
 pub mod dissect;
 pub mod dns_cache;
 pub mod facts;
+pub mod ja4;
 pub mod reasm;
 pub mod sigdb;
 pub mod view;

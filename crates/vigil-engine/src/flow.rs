@@ -110,6 +110,7 @@ pub struct Flow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct L7Facts {
     pub protocol: Option<Arc<str>>,
+    pub protocol_guessed: bool,
     pub app: Option<Arc<str>>,
     pub category: Option<Arc<str>>,
     pub hostname: Option<Arc<str>>,
@@ -127,6 +128,7 @@ impl L7Facts {
         let f = c.facts();
         L7Facts {
             protocol: f.protocol.map(Arc::from),
+            protocol_guessed: f.protocol_guessed,
             app: f.app.clone(),
             category: f.category.clone(),
             hostname: f.hostname.as_deref().map(Arc::from),
@@ -177,6 +179,7 @@ impl Flow {
             dst,
             dport,
             protocol: self.l7.protocol.clone().unwrap_or_else(|| Arc::from("Unknown")),
+            protocol_guessed: self.l7.protocol_guessed,
             app: self.l7.app.clone(),
             category: self.l7.category.clone(),
             hostname: self.l7.hostname.clone(),
@@ -211,6 +214,9 @@ pub struct FlowRecord {
     pub dst: IpAddr,
     pub dport: u16,
     pub protocol: Arc<str>,
+    /// `protocol` is the usual one for the server port, not recognised in the payload.
+    #[serde(default)]
+    pub protocol_guessed: bool,
     pub app: Option<Arc<str>>,
     pub category: Option<Arc<str>>,
     pub hostname: Option<Arc<str>>,
