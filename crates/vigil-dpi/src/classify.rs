@@ -101,6 +101,16 @@ fn guess_by_port(l4: L4Proto, port: u16) -> Option<&'static str> {
     })
 }
 
+/// Protocols that carry other applications.
+fn is_carrier(protocol: &str) -> bool {
+    matches!(
+        protocol,
+        "TLS" | "DTLS" | "QUIC" | "HTTP" | "DNS" | "MDNS" | "LLMNR" | "STUN" | "RTP" | "RTCP" | "SRTP" | "SIP"
+            | "ICMP" | "ICMPV6" | "IGMP" | "GRE" | "SCTP" | "SMTP" | "SMTPS" | "IMAP" | "IMAPS" | "POP3" | "POP3S"
+            | "SSDP" | "DHCP" | "DHCPV6" | "NTP"
+    )
+}
+
 /// Protocols named by the IP header alone.
 fn by_ip_protocol(l4: L4Proto) -> Option<&'static str> {
     Some(match l4 {
@@ -249,6 +259,14 @@ impl Classifier {
             }
         }
         ctx.sigdb.classify(&mut self.facts, self.client, self.server, self.l4);
+        // A protocol that is not a carrier for other applications is itself the application
+        // (Kerberos, BitTorrent, OpenVPN, NTP...). Carriers (TLS, QUIC, HTTP, DNS, STUN, RTP...)
+        // name an application only when something identified what they carry.
+        if self.facts.app.is_none() && !self.facts.protocol_guessed {
+            if let Some(p) = self.facts.protocol.filter(|p| !is_carrier(p)) {
+                self.facts.app = Some(std::sync::Arc::from(p));
+            }
+        }
     }
 
     /// The flow ended before classification completed: name it with what is known.
