@@ -1310,3 +1310,98 @@ fn sighup_reload_applies_good_config_and_refuses_bad_one() {
     assert_eq!((allowed, blocked), (1, 3), "{flows:#?}");
     assert!(flows.iter().filter(|f| f["verdict"] == "block").all(|f| f["rule"] == "no-2323"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. classification inline: TLS SNI, HTTP Host and DNS-learned names name real flows
+
+#[test]
+fn inline_classification_names_tls_http_and_dns_learned_flows() {
+    if !root_or_skip() {
+        return;
+    }
+    let env = Env::new("classify");
+    // An HTTPS server with a self-signed certificate that answers any name, an HTTP server, a DNS
+    // server that resolves the test names to the server, and a plain TCP service with no name.
+    let key = env.dir.path("key.pem");
+    let cert = env.dir.path("cert.pem");
+    check({
+        let mut c = Command::new("openssl");
+        c.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vigil-test"])
+            .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()]);
+        c
+    });
+    let https = format!(
+        "import http.server, ssl\n\
+         s = http.server.HTTPServer(('{V4_SERVER}', 8443), http.server.SimpleHTTPRequestHandler)\n\
+         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain({:?}, {:?})\n\
+         s.socket = ctx.wrap_socket(s.socket, server_side=True)\n\
+         s.serve_forever()\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    );
+    let https_py = env.dir.write("https.py", &https);
+    env.lab.spawn_in(env.server(), ["python3", https_py.to_str().unwrap()]).unwrap();
+    let www = env.dir.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello\n").unwrap();
+    env.http_servers(&www, 8080);
+    env.py_server(&["tcp-banner", "2323", V4_SERVER, V6_SERVER]);
+    env.lab
+        .spawn_in(
+            env.server(),
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=198.18.2.2",
+                "--address=/dropbox.com/198.18.2.2",
+                "--user=root",
+                "--pid-file",
+            ],
+        )
+        .unwrap();
+    wait_listen(&env.lab, env.server(), "t", 8443, 1);
+    wait_listen(&env.lab, env.server(), "t", 2323, 2);
+    wait_listen(&env.lab, env.server(), "u", 53, 1);
+
+    let _lock = vigil_lock();
+    let mut vigil = env.start_vigil("classify", "");
+    let curl = |args: &[&str]| {
+        let mut a = vec!["curl", "-sS", "-k", "--max-time", "10", "-o", "/dev/null"];
+        a.extend_from_slice(args);
+        sh(&env.lab, env.client(), &a);
+    };
+    curl(&["--resolve", "www.netflix.com:8443:198.18.2.2", "https://www.netflix.com:8443/"]);
+    curl(&["--resolve", "portal.example.org:8080:198.18.2.2", "http://portal.example.org:8080/index.html"]);
+    // The client resolves a name through the gateway, then connects to the address it got: that
+    // connection carries no name of its own, vigil names it from the DNS answer.
+    let answer = sh(&env.lab, env.client(), &["dig", "+short", "@198.18.2.2", "files.dropbox.com", "A"]);
+    assert_eq!(answer.trim(), V4_SERVER, "the lab's DNS server answers");
+    let (r, _) = env.tcp_get(V4_SERVER, 2323, 3.0);
+    assert_eq!(r.expect("plain TCP service"), "banner:2323\n");
+    vigil.stop();
+
+    let flows = vigil.flows();
+    let tls = one_flow(&flows, "tcp", V4_SERVER, 8443);
+    assert_eq!(tls["protocol"], "TLS", "{tls:#}");
+    assert_eq!(tls["hostname"], "www.netflix.com", "{tls:#}");
+    assert_eq!(tls["name_source"], "sni", "{tls:#}");
+    assert_eq!(tls["app"], "NetFlix", "{tls:#}");
+    assert!(tls["category"].is_string(), "{tls:#}");
+    assert!(tls["ja4"].as_str().is_some_and(|j| j.starts_with("t1")), "{tls:#}");
+    assert!(tls["dpi_packets"].as_u64().is_some_and(|n| n <= 10), "named from the first packets: {tls:#}");
+
+    let http = one_flow(&flows, "tcp", V4_SERVER, 8080);
+    assert_eq!((http["protocol"].as_str(), http["hostname"].as_str()), (Some("HTTP"), Some("portal.example.org")), "{http:#}");
+    assert_eq!(http["name_source"], "http", "{http:#}");
+
+    let dns = one_flow(&flows, "udp", V4_SERVER, 53);
+    assert_eq!((dns["protocol"].as_str(), dns["hostname"].as_str()), (Some("DNS"), Some("files.dropbox.com")), "{dns:#}");
+
+    let plain = one_flow(&flows, "tcp", V4_SERVER, 2323);
+    assert_eq!(plain["hostname"], "files.dropbox.com", "named by the DNS answer: {plain:#}");
+    assert_eq!(plain["name_source"], "dns-cache", "{plain:#}");
+    assert_eq!(plain["app"], "Dropbox", "{plain:#}");
+}
