@@ -105,9 +105,33 @@ fn guess_by_port(l4: L4Proto, port: u16) -> Option<&'static str> {
 fn is_carrier(protocol: &str) -> bool {
     matches!(
         protocol,
-        "TLS" | "DTLS" | "QUIC" | "HTTP" | "DNS" | "MDNS" | "LLMNR" | "STUN" | "RTP" | "RTCP" | "SRTP" | "SIP"
-            | "ICMP" | "ICMPV6" | "IGMP" | "GRE" | "SCTP" | "SMTP" | "SMTPS" | "IMAP" | "IMAPS" | "POP3" | "POP3S"
-            | "SSDP" | "DHCP" | "DHCPV6" | "NTP"
+        "TLS"
+            | "DTLS"
+            | "QUIC"
+            | "HTTP"
+            | "DNS"
+            | "MDNS"
+            | "LLMNR"
+            | "STUN"
+            | "RTP"
+            | "RTCP"
+            | "SRTP"
+            | "SIP"
+            | "ICMP"
+            | "ICMPV6"
+            | "IGMP"
+            | "GRE"
+            | "SCTP"
+            | "SMTP"
+            | "SMTPS"
+            | "IMAP"
+            | "IMAPS"
+            | "POP3"
+            | "POP3S"
+            | "SSDP"
+            | "DHCP"
+            | "DHCPV6"
+            | "NTP"
     )
 }
 
@@ -165,6 +189,8 @@ impl Classifier {
     /// Offers one packet. `pkt.index` is the packet's position in the flow.
     pub fn on_packet(&mut self, pkt: &PacketView<'_>, ctx: &DpiContext<'_>) {
         if self.phase == Phase::Done {
+            // Flows named by the IP header alone (ICMP, ESP...) are complete at their first packet.
+            self.complete(ctx, pkt.index + 1, pkt.ts_micros);
             return;
         }
         let syn = pkt.tcp_flags & tcp::SYN != 0;
@@ -259,10 +285,18 @@ impl Classifier {
             }
         }
         ctx.sigdb.classify(&mut self.facts, self.client, self.server, self.l4);
+        // A dissector's own identification that the database does not list still names the flow
+        // (e.g. SMBv1 inside NetBIOS datagrams).
+        if self.facts.app.is_none() {
+            if let Some(hint) = self.facts.app_hint {
+                self.facts.app = Some(std::sync::Arc::from(hint));
+            }
+        }
         // A protocol that is not a carrier for other applications is itself the application
-        // (Kerberos, BitTorrent, OpenVPN, NTP...). Carriers (TLS, QUIC, HTTP, DNS, STUN, RTP...)
-        // name an application only when something identified what they carry.
-        if self.facts.app.is_none() && !self.facts.protocol_guessed {
+        // (Kerberos, BitTorrent, OpenVPN, NTP...); a port guess marks both as guessed. Carriers
+        // (TLS, QUIC, HTTP, DNS, STUN, RTP...) name an application only when something identified
+        // what they carry.
+        if self.facts.app.is_none() {
             if let Some(p) = self.facts.protocol.filter(|p| !is_carrier(p)) {
                 self.facts.app = Some(std::sync::Arc::from(p));
             }
@@ -271,9 +305,7 @@ impl Classifier {
 
     /// The flow ended before classification completed: name it with what is known.
     pub fn finish(&mut self, ctx: &DpiContext<'_>, packets: u32, now: u64) {
-        if self.phase != Phase::Done {
-            self.phase = Phase::Done;
-            self.complete(ctx, packets, now);
-        }
+        self.phase = Phase::Done;
+        self.complete(ctx, packets, now);
     }
 }

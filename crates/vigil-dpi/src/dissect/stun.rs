@@ -47,6 +47,8 @@ pub struct Stun {
     seen: u32,
     /// Transaction id of a classic (cookie-less) message, waiting for the answer.
     classic_tid: Option<(Dir, [u8; 16])>,
+    /// The DTLS handshake that follows ICE on WebRTC flows (either peer may be the DTLS client).
+    dtls: super::dtls::DtlsHandshake,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -222,10 +224,13 @@ impl Dissector for Stun {
                 learn(&m, pkt.dir, facts);
             } else if dtls_handshake(pkt.payload) {
                 // WebRTC: after ICE the flow carries DTLS(-SRTP); nDPI then names the flow DTLS,
-                // keeping the application STUN revealed.
+                // keeping the application STUN revealed. Its ClientHello gives SNI/ALPN/JA4.
                 facts.protocol = Some("DTLS");
+                self.dtls.on_client_datagram(pkt.payload, facts);
+                self.dtls.on_server_datagram(pkt.payload, facts);
             }
-            let complete = facts.app_hint.is_some() && facts.hostname.is_some();
+            let dtls_pending = facts.protocol == Some("DTLS") && !self.dtls.client_done();
+            let complete = facts.app_hint.is_some() && facts.hostname.is_some() && !dtls_pending;
             return if complete || self.seen >= EXTRACT_BUDGET { Step::Done } else { Step::Identified };
         }
         let Some(m) = msg else { return Step::NotMine };

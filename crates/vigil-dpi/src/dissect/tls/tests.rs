@@ -195,6 +195,22 @@ fn dtls_client_hello_with_cookie_field() {
     assert_eq!(facts.ja4.as_deref(), Some("dd2i0808wc_c6c2b6ec87e0_06b1ae923e2a"));
 }
 
+#[test]
+fn dtls_client_hello_after_ice_in_a_stun_flow() {
+    // WebRTC: the STUN dissector owns the flow after an ICE check; the DTLS ClientHello that
+    // follows must still yield its JA4 and ALPN.
+    let pkts = read_pcap(&fixture("stun_dtls.pcap"));
+    let (c, s, f) = flows(&pkts).into_iter().next().unwrap();
+    let mut binding = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    binding.extend_from_slice(&[7; 12]);
+    let ice = Pkt { src: c, dst: s, l4: L4Proto::Udp, seq: 0, flags: 0, payload: binding };
+    let all: Vec<Pkt> = std::iter::once(ice).chain(f).collect();
+    let (facts, _) = run(&mut crate::dissect::stun::Stun::default(), c, s, &all);
+    assert_eq!(facts.protocol, Some("DTLS"));
+    assert_eq!(facts.alpn_offered, ["webrtc", "c-webrtc"]);
+    assert_eq!(facts.ja4.as_deref(), Some("dd2i0808wc_c6c2b6ec87e0_06b1ae923e2a"));
+}
+
 // ---- segmentation ------------------------------------------------------------------------------
 
 /// The client's first payload of a fixture (a whole ClientHello record) and the flow's endpoints.
