@@ -5,12 +5,12 @@
 # bench/replicate_pcap.py (every replica's IPv4 flows are new flows, so both tools classify again).
 #
 # Usage: bench/classify_speed.sh            (build first: cargo build --release -p vigil)
-# Env:   VIGIL=target/release/vigil  CORPUS=../shared/corpus/ndpi  COPIES=50  RUNS=3
+# Env:   VIGIL=target/release/vigil  CORPUS=../shared/corpus/ndpi  COPIES=200  RUNS=3
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VIGIL="${VIGIL:-$ROOT/target/release/vigil}"
 CORPUS="${CORPUS:-$ROOT/../shared/corpus/ndpi}"
-COPIES="${COPIES:-50}"
+COPIES="${COPIES:-200}"
 RUNS="${RUNS:-3}"
 command -v ndpiReader >/dev/null || { echo "needs ndpiReader: apt-get install libndpi-bin" >&2; exit 1; }
 [[ -x $VIGIL ]] || { echo "$VIGIL not found: cargo build --release -p vigil" >&2; exit 1; }

@@ -95,6 +95,8 @@ pub struct Flow {
     /// First packet seen was not the start of the connection (picked up mid-stream).
     pub midstream: bool,
     pub decision: Option<FlowDecision>,
+    /// Set when the connection ended (FIN both ways, RST): reported as the end reason.
+    pub ended_by: Option<EndReason>,
     /// Set once the shell told the kernel to stop queueing this flow.
     pub offloaded: bool,
     /// Application-layer facts, filled when classification completes.

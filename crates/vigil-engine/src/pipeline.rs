@@ -170,24 +170,25 @@ impl Pipeline {
 
     fn track_and_decide(&mut self, info: &PacketInfo<'_>, meta: &PacketMeta, now: Timestamp) -> Decision {
         let (key, lo_to_hi) = FlowKey::of(info);
-        if self.table.get(&key).is_none() {
+        let classify = self.cfg.classify.is_some();
+        let (flow, created, evicted) = self.table.get_or_insert_with(key, || {
             let mut flow = new_flow(key, lo_to_hi, info, meta, now);
-            if self.cfg.classify.is_some() {
+            if classify {
                 flow.classifier = Some(Box::new(Classifier::new(key.l4, flow.client(), flow.server())));
             }
+            flow
+        });
+        if created {
             self.stats.flows_created += 1;
-            if let Some((evicted, reason)) = self.table.insert(flow) {
-                self.stats.flows_evicted += 1;
-                self.stats.flows_ended += 1;
-                let rec = finalize(&self.cfg, evicted, reason);
-                self.events.push(Event::FlowEnd(Box::new(rec)));
-            }
         }
-        let policy = self.policy.clone();
+        if let Some((evicted, reason)) = evicted {
+            self.stats.flows_evicted += 1;
+            self.stats.flows_ended += 1;
+            let rec = finalize(&self.cfg, evicted, reason);
+            self.events.push(Event::FlowEnd(Box::new(rec)));
+        }
+        let policy = &self.policy;
         let offload_enabled = self.cfg.offload;
-        let Some(flow) = self.table.get_mut(&key) else {
-            return Decision::accept(); // max_flows == 0 cannot happen (clamped to 1); fail open anyway
-        };
         let dir = flow.direction(lo_to_hi);
         let counters = match dir {
             Direction::ClientToServer => &mut flow.c2s,
@@ -196,7 +197,9 @@ impl Pipeline {
         counters.packets += 1;
         counters.bytes += info.wire_len as u64;
         flow.last_seen = now;
+        let class_before = FlowTable::class_of(flow);
         let ended = info.tcp_flags.and_then(|flags| update_tcp(flow, dir, flags));
+        let reclass = FlowTable::class_of(flow) != class_before;
         let (client, server) = (flow.client(), flow.server());
         let index = (flow.c2s.packets + flow.s2c.packets).saturating_sub(1) as u32;
         if let (Some(cls), Some(c)) = (flow.classifier.as_mut(), self.cfg.classify.as_ref()) {
@@ -243,7 +246,10 @@ impl Pipeline {
         }
         let rule = d.rule.clone();
         if let Some(reason) = ended {
-            self.table.mark_ended(&key, reason);
+            flow.ended_by.get_or_insert(reason);
+        }
+        if reclass {
+            self.table.reclass(&key);
         }
         Decision { action, offload, rule }
     }
@@ -319,6 +325,7 @@ fn new_flow(key: FlowKey, lo_to_hi: bool, info: &PacketInfo<'_>, meta: &PacketMe
         fin_s2c: false,
         midstream,
         decision: None,
+        ended_by: None,
         offloaded: false,
         l7: L7Facts::default(),
         classifier: None,

@@ -1,13 +1,16 @@
 //! The flow table: bounded, with per-protocol idle timeouts and least-recently-seen eviction.
 //!
-//! Expiry uses a lazy queue: every flow has exactly one entry, stamped with the flow's last-seen
-//! time when it was queued. Popping an entry either expires the flow or re-queues it with its
-//! current last-seen time, so the packet path never touches the queue and the cost of expiry is
-//! amortised O(1) per flow per timeout period.
+//! Expiry uses lazy queues, one per timeout class (TCP opening, established, closed; UDP; ICMP;
+//! other). Within a class the timeout is the same for every flow, so its queue stays in order.
+//! Every flow has one live entry, stamped with its last-seen time when queued; popping an entry
+//! whose time is up either expires the flow or re-queues it with its current last-seen time. The
+//! packet path touches a queue only when a TCP connection changes class, and expiry costs
+//! amortised O(1) per flow per timeout period of its own class.
 
 use crate::flow::{EndReason, Flow, FlowKey, TcpState};
 use crate::time::Timestamp;
 use serde::Deserialize;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use vigil_wire::L4Proto;
@@ -42,49 +45,55 @@ impl Default for FlowTableConfig {
     }
 }
 
+/// Timeout classes, each with its own queue.
+const CLASSES: usize = 6;
+
+fn class_of(flow: &Flow) -> usize {
+    match (flow.key.l4, flow.tcp) {
+        (L4Proto::Tcp, Some(TcpState::Closed)) => 2,
+        (L4Proto::Tcp, Some(TcpState::Established | TcpState::Closing)) => 1,
+        (L4Proto::Tcp, _) => 0,
+        (L4Proto::Udp, _) => 3,
+        (L4Proto::Icmp | L4Proto::Icmpv6, _) => 4,
+        _ => 5,
+    }
+}
+
 impl FlowTableConfig {
-    fn timeout(&self, flow: &Flow) -> Duration {
-        let s = match (flow.key.l4, flow.tcp) {
-            (L4Proto::Tcp, Some(TcpState::Closed)) => self.tcp_closed_timeout,
-            (L4Proto::Tcp, Some(TcpState::Established | TcpState::Closing)) => self.tcp_established_timeout,
-            (L4Proto::Tcp, _) => self.tcp_opening_timeout,
-            (L4Proto::Udp, _) => self.udp_timeout,
-            (L4Proto::Icmp | L4Proto::Icmpv6, _) => self.icmp_timeout,
+    fn class_timeout(&self, class: usize) -> Duration {
+        let s = match class {
+            0 => self.tcp_opening_timeout,
+            1 => self.tcp_established_timeout,
+            2 => self.tcp_closed_timeout,
+            3 => self.udp_timeout,
+            4 => self.icmp_timeout,
             _ => self.other_timeout,
         };
         Duration::from_secs(s)
-    }
-    fn min_timeout(&self) -> Duration {
-        let all = [
-            self.tcp_opening_timeout,
-            self.tcp_established_timeout,
-            self.tcp_closed_timeout,
-            self.udp_timeout,
-            self.icmp_timeout,
-            self.other_timeout,
-        ];
-        Duration::from_secs(all.into_iter().min().unwrap_or(1).max(1))
     }
 }
 
 struct Slot {
     flow: Flow,
-    /// Timestamp of this flow's one entry in the idle queue.
+    /// Timestamp and class queue of this flow's one live entry.
     queued_at: Timestamp,
-    /// Set when the connection ended (FIN both ways, RST): reported as the end reason.
-    ended_by: Option<EndReason>,
+    queued_class: usize,
 }
+
+/// foldhash instead of SipHash: the flow lookup is the packet path's hottest operation, and
+/// foldhash's per-process random seed still keeps precomputed collision floods out.
+type FlowMap = HashMap<FlowKey, Slot, foldhash::fast::RandomState>;
 
 pub struct FlowTable {
     cfg: FlowTableConfig,
-    flows: HashMap<FlowKey, Slot>,
-    idle: VecDeque<(FlowKey, Timestamp)>,
+    flows: FlowMap,
+    idle: [VecDeque<(FlowKey, Timestamp)>; CLASSES],
 }
 
 impl FlowTable {
     pub fn new(cfg: FlowTableConfig) -> Self {
         let cap = cfg.max_flows.min(65_536);
-        FlowTable { cfg, flows: HashMap::with_capacity(cap), idle: VecDeque::with_capacity(cap) }
+        FlowTable { cfg, flows: HashMap::with_capacity_and_hasher(cap, Default::default()), idle: Default::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -104,62 +113,100 @@ impl FlowTable {
         self.flows.get(key).map(|s| &s.flow)
     }
 
-    /// Inserts a new flow, evicting the least recently seen one if the table is full. Returns the
-    /// evicted flow, if any.
-    pub fn insert(&mut self, flow: Flow) -> Option<(Flow, EndReason)> {
+    /// The flow of `key`, made by `make` when there is none (one hash lookup for a known flow).
+    /// A new flow in a full table first evicts the least recently seen one, returned with it.
+    /// The bool says whether the flow is new.
+    pub fn get_or_insert_with(
+        &mut self,
+        key: FlowKey,
+        make: impl FnOnce() -> Flow,
+    ) -> (&mut Flow, bool, Option<(Flow, EndReason)>) {
         let mut evicted = None;
-        if self.flows.len() >= self.cfg.max_flows.max(1) {
+        if self.flows.len() >= self.cfg.max_flows.max(1) && !self.flows.contains_key(&key) {
             evicted = self.evict_one();
         }
-        let key = flow.key;
-        let now = flow.last_seen;
-        self.flows.insert(key, Slot { flow, queued_at: now, ended_by: None });
-        self.idle.push_back((key, now));
-        evicted
-    }
-
-    /// Records that the connection is over, so its record says why.
-    pub fn mark_ended(&mut self, key: &FlowKey, reason: EndReason) {
-        if let Some(s) = self.flows.get_mut(key) {
-            s.ended_by.get_or_insert(reason);
+        match self.flows.entry(key) {
+            Entry::Occupied(o) => (&mut o.into_mut().flow, false, evicted),
+            Entry::Vacant(v) => {
+                let flow = make();
+                let (now, class) = (flow.last_seen, class_of(&flow));
+                self.idle[class].push_back((key, now));
+                (&mut v.insert(Slot { flow, queued_at: now, queued_class: class }).flow, true, evicted)
+            }
         }
     }
 
+    /// Moves a flow to the queue of its current timeout class (call when its TCP state changed
+    /// class, e.g. established -> closed), so that it expires on the new class's schedule.
+    pub fn reclass(&mut self, key: &FlowKey) {
+        if let Some(slot) = self.flows.get_mut(key) {
+            let class = class_of(&slot.flow);
+            if class != slot.queued_class {
+                slot.queued_class = class;
+                slot.queued_at = slot.flow.last_seen;
+                self.idle[class].push_back((*key, slot.queued_at));
+            }
+        }
+    }
+
+    /// The class a flow would be queued in (for callers that detect a change).
+    pub fn class_of(flow: &Flow) -> usize {
+        class_of(flow)
+    }
+
+    fn is_live(&self, class: usize, key: &FlowKey, stamp: Timestamp) -> bool {
+        matches!(self.flows.get(key), Some(s) if s.queued_at == stamp && s.queued_class == class)
+    }
+
+    /// Evicts the least recently queued flow across all classes.
     fn evict_one(&mut self) -> Option<(Flow, EndReason)> {
-        while let Some((key, stamp)) = self.idle.pop_front() {
-            let live = matches!(self.flows.get(&key), Some(s) if s.queued_at == stamp);
-            if live {
-                let slot = self.flows.remove(&key)?;
+        loop {
+            // Drop stale fronts, then take the oldest live front.
+            for c in 0..CLASSES {
+                while let Some(&(k, t)) = self.idle[c].front() {
+                    if self.is_live(c, &k, t) {
+                        break;
+                    }
+                    self.idle[c].pop_front();
+                }
+            }
+            let (c, _) =
+                (0..CLASSES).filter_map(|c| self.idle[c].front().map(|&(_, t)| (c, t))).min_by_key(|&(_, t)| t)?;
+            let (key, _) = self.idle[c].pop_front()?;
+            if let Some(slot) = self.flows.remove(&key) {
                 return Some((slot.flow, EndReason::Eviction));
             }
         }
-        None
     }
 
     /// Expires idle flows; they go to `out` with the reason they ended.
     pub fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Flow, EndReason)) -> usize {
-        let min = self.cfg.min_timeout();
         let mut expired = 0;
-        let mut budget = self.idle.len();
-        while budget > 0 {
-            budget -= 1;
-            let Some(&(key, stamp)) = self.idle.front() else { break };
-            if now.saturating_sub(stamp) < min {
-                break; // nothing queued after this one can have expired yet
-            }
-            self.idle.pop_front();
-            let Some(slot) = self.flows.get_mut(&key) else { continue };
-            if slot.queued_at != stamp {
-                continue;
-            }
-            let deadline = self.cfg.timeout(&slot.flow);
-            if now.saturating_sub(slot.flow.last_seen) >= deadline {
-                let slot = self.flows.remove(&key).expect("present");
-                out(slot.flow, slot.ended_by.unwrap_or(EndReason::Timeout));
-                expired += 1;
-            } else {
-                slot.queued_at = slot.flow.last_seen;
-                self.idle.push_back((key, slot.queued_at));
+        for c in 0..CLASSES {
+            let timeout = self.cfg.class_timeout(c).max(Duration::from_secs(1));
+            let mut budget = self.idle[c].len();
+            while budget > 0 {
+                budget -= 1;
+                let Some(&(key, stamp)) = self.idle[c].front() else { break };
+                if now.saturating_sub(stamp) < timeout {
+                    break; // queued in order: nothing behind this one is due yet
+                }
+                self.idle[c].pop_front();
+                let Some(slot) = self.flows.get_mut(&key) else { continue };
+                if slot.queued_at != stamp || slot.queued_class != c {
+                    continue; // a newer entry stands for this flow
+                }
+                let class = class_of(&slot.flow);
+                if now.saturating_sub(slot.flow.last_seen) >= self.cfg.class_timeout(class) {
+                    let slot = self.flows.remove(&key).expect("present");
+                    let why = slot.flow.ended_by.unwrap_or(EndReason::Timeout);
+                    out(slot.flow, why);
+                    expired += 1;
+                } else {
+                    slot.queued_at = slot.flow.last_seen;
+                    slot.queued_class = class;
+                    self.idle[class].push_back((key, slot.queued_at));
+                }
             }
         }
         expired
@@ -168,11 +215,14 @@ impl FlowTable {
     /// Removes every flow (shutdown, end of a capture), reporting each with `reason` unless the
     /// connection had already ended.
     pub fn drain(&mut self, reason: EndReason, out: &mut impl FnMut(Flow, EndReason)) {
-        self.idle.clear();
+        for q in &mut self.idle {
+            q.clear();
+        }
         let mut flows: Vec<Slot> = self.flows.drain().map(|(_, s)| s).collect();
         flows.sort_by_key(|s| s.flow.first_seen);
         for s in flows {
-            out(s.flow, s.ended_by.unwrap_or(reason));
+            let why = s.flow.ended_by.unwrap_or(reason);
+            out(s.flow, why);
         }
     }
 

@@ -48,8 +48,10 @@ impl Default for ClassifyConfig {
 impl ClassifyConfig {
     /// The shipped signature database plus the admin's files.
     pub fn load_signatures(&self) -> Result<vigil_dpi::SignatureDb, ConfigError> {
-        let mut db = vigil_dpi::SignatureDb::builtin()
-            .map_err(|e| ConfigError::Invalid { path: PathBuf::from("(built-in signatures)"), message: e.to_string() })?;
+        let mut db = vigil_dpi::SignatureDb::builtin().map_err(|e| ConfigError::Invalid {
+            path: PathBuf::from("(built-in signatures)"),
+            message: e.to_string(),
+        })?;
         for path in &self.signatures {
             let text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
@@ -61,7 +63,11 @@ impl ClassifyConfig {
     }
 
     /// The pipeline's classification settings (a fresh DNS cache is made by the caller).
-    pub fn classification(&self, sigdb: std::sync::Arc<vigil_dpi::SignatureDb>, dns_cache: std::sync::Arc<vigil_dpi::DnsCache>) -> Option<vigil_engine::pipeline::Classification> {
+    pub fn classification(
+        &self,
+        sigdb: std::sync::Arc<vigil_dpi::SignatureDb>,
+        dns_cache: std::sync::Arc<vigil_dpi::DnsCache>,
+    ) -> Option<vigil_engine::pipeline::Classification> {
         self.enabled.then(|| vigil_engine::pipeline::Classification {
             sigdb,
             dns_cache,

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vigil_dpi::{DnsCache, SignatureDb};
 use vigil_engine::pipeline::PipelineConfig;
 use vigil_engine::{Action, EndReason, Event, FlowRecord, PacketMeta, Pipeline, PipelineStats, Policy, Timestamp};
-use vigil_dpi::{DnsCache, SignatureDb};
 use vigil_nfq::{Queue, QueueConfig, QueueStats, Verdict};
 
 /// What a reload replaces: the policy and the signature database, swapped together.
@@ -264,8 +264,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
     while !term.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
         if hup.swap(false, Ordering::SeqCst) {
-            let loaded = Config::load(&opts.config_path)
-                .and_then(|(c, p)| c.classify.load_signatures().map(|db| (c, p, db)));
+            let loaded =
+                Config::load(&opts.config_path).and_then(|(c, p)| c.classify.load_signatures().map(|db| (c, p, db)));
             match loaded {
                 Ok((new_cfg, new_policy, new_sigdb)) => {
                     shared.policy.replace(Rulebook { policy: Arc::new(new_policy), sigdb: Arc::new(new_sigdb) });

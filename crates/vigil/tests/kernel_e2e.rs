@@ -1326,8 +1326,12 @@ fn inline_classification_names_tls_http_and_dns_learned_flows() {
     let cert = env.dir.path("cert.pem");
     check({
         let mut c = Command::new("openssl");
-        c.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vigil-test"])
-            .args(["-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap()]);
+        c.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vigil-test"]).args([
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
         c
     });
     let https = format!(
@@ -1394,11 +1398,19 @@ fn inline_classification_names_tls_http_and_dns_learned_flows() {
     assert!(tls["dpi_packets"].as_u64().is_some_and(|n| n <= 10), "named from the first packets: {tls:#}");
 
     let http = one_flow(&flows, "tcp", V4_SERVER, 8080);
-    assert_eq!((http["protocol"].as_str(), http["hostname"].as_str()), (Some("HTTP"), Some("portal.example.org")), "{http:#}");
+    assert_eq!(
+        (http["protocol"].as_str(), http["hostname"].as_str()),
+        (Some("HTTP"), Some("portal.example.org")),
+        "{http:#}"
+    );
     assert_eq!(http["name_source"], "http", "{http:#}");
 
     let dns = one_flow(&flows, "udp", V4_SERVER, 53);
-    assert_eq!((dns["protocol"].as_str(), dns["hostname"].as_str()), (Some("DNS"), Some("files.dropbox.com")), "{dns:#}");
+    assert_eq!(
+        (dns["protocol"].as_str(), dns["hostname"].as_str()),
+        (Some("DNS"), Some("files.dropbox.com")),
+        "{dns:#}"
+    );
 
     let plain = one_flow(&flows, "tcp", V4_SERVER, 2323);
     assert_eq!(plain["hostname"], "files.dropbox.com", "named by the DNS answer: {plain:#}");
