@@ -51,6 +51,10 @@ pub struct Classifier {
     offered: u32,
     /// Flow packets seen when classification completed.
     decided_after: Option<u32>,
+    /// Flow packets seen when the flow was identified: its protocol known and, if it carries a
+    /// name, the name too (a TLS flow is identified at its ClientHello, complete after the
+    /// ServerHello).
+    identified_after: Option<u32>,
 }
 
 impl std::fmt::Debug for Classifier {
@@ -162,6 +166,7 @@ impl Classifier {
             phase: Phase::Probing,
             offered: 0,
             decided_after: None,
+            identified_after: None,
         };
         if let Some(name) = by_ip_protocol(l4) {
             c.facts.protocol = Some(name);
@@ -184,6 +189,11 @@ impl Classifier {
     /// Flow packets it took to classify, once done.
     pub fn decided_after(&self) -> Option<u32> {
         self.decided_after
+    }
+
+    /// Flow packets it took to identify the flow (protocol, and name where it carries one).
+    pub fn identified_after(&self) -> Option<u32> {
+        self.identified_after.or(self.decided_after)
     }
 
     /// Offers one packet. `pkt.index` is the packet's position in the flow.
@@ -214,6 +224,12 @@ impl Classifier {
             Phase::Done => {}
         }
         self.learn_dns(ctx, pkt.ts_micros);
+        if self.identified_after.is_none()
+            && self.facts.protocol.is_some()
+            && (self.facts.hostname.is_some() || self.phase == Phase::Done)
+        {
+            self.identified_after = Some(pkt.index + 1);
+        }
         if self.phase != Phase::Done && self.offered >= ctx.config.max_packets {
             self.phase = Phase::Done; // the budget is spent: decide with what is known
         }

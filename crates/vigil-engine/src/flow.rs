@@ -121,7 +121,7 @@ pub struct L7Facts {
     /// ALPN offered by the client, and the one the server chose.
     pub alpn: Vec<String>,
     pub alpn_selected: Option<String>,
-    /// Flow packets classification needed.
+    /// Flow packets it took to identify the flow (protocol, and its name where it carries one).
     pub dpi_packets: Option<u32>,
 }
 
@@ -138,7 +138,7 @@ impl L7Facts {
             ja4: f.ja4.as_deref().map(Arc::from),
             alpn: f.alpn_offered.clone(),
             alpn_selected: f.alpn.clone(),
-            dpi_packets: c.decided_after(),
+            dpi_packets: c.identified_after(),
         }
     }
 }
@@ -232,7 +232,8 @@ pub struct FlowRecord {
     /// ALPN the server selected, when seen.
     #[serde(default)]
     pub alpn_selected: Option<String>,
-    /// Flow packets classification needed (how early the flow was named).
+    /// Flow packets it took to identify the flow: its protocol, and its name where it carries one
+    /// (a TLS flow counts up to its ClientHello's last packet).
     #[serde(default)]
     pub dpi_packets: Option<u32>,
     pub packets_c2s: u64,

@@ -37,11 +37,22 @@ pub struct ClassifyConfig {
     /// Extra signature files (same format as the shipped database, see docs/SIGNATURES.md); their
     /// applications and categories are added, and replace shipped ones of the same name.
     pub signatures: Vec<PathBuf>,
+    /// Applications and categories written in the config itself (`[[classify.app]]`,
+    /// `[[classify.category]]`), in the signature format; applied after the files.
+    pub app: Vec<toml::Table>,
+    pub category: Vec<toml::Table>,
 }
 
 impl Default for ClassifyConfig {
     fn default() -> Self {
-        ClassifyConfig { enabled: true, max_packets: 32, dns_cache_entries: 65_536, signatures: Vec::new() }
+        ClassifyConfig {
+            enabled: true,
+            max_packets: 32,
+            dns_cache_entries: 65_536,
+            signatures: Vec::new(),
+            app: Vec::new(),
+            category: Vec::new(),
+        }
     }
 }
 
@@ -58,6 +69,18 @@ impl ClassifyConfig {
             let extra = vigil_dpi::SignatureDb::from_toml(&text, &path.display().to_string())
                 .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
             db.merge(extra);
+        }
+        if !self.app.is_empty() || !self.category.is_empty() {
+            #[derive(serde::Serialize)]
+            struct Inline<'a> {
+                category: &'a [toml::Table],
+                app: &'a [toml::Table],
+            }
+            let origin = "the config's [[classify.app]] / [[classify.category]] entries";
+            let invalid = |message: String| ConfigError::Invalid { path: PathBuf::from("[classify]"), message };
+            let text = toml::to_string(&Inline { category: &self.category, app: &self.app })
+                .map_err(|e| invalid(format!("{origin}: {e}")))?;
+            db.merge_toml(&text, origin).map_err(|e| invalid(e.to_string()))?;
         }
         Ok(db)
     }
@@ -407,6 +430,35 @@ sqlite = "/var/lib/vigil/vigil.db"
         assert!(e.contains("chains is empty"), "{e}");
         let e = parse("[firewall]\ninterfaces_in = [\"a very long interface\"]\n").unwrap_err();
         assert!(e.contains("not valid"), "{e}");
+    }
+
+    #[test]
+    fn admins_add_apps_and_categories_inline() {
+        let cfg = parse(
+            r#"
+[[classify.category]]
+name = "Homework"
+description = "School tools"
+
+[[classify.app]]
+name = "SchoolPortal"
+category = "Homework"
+domains = ["school.example"]
+"#,
+        )
+        .unwrap();
+        let db = cfg.classify.load_signatures().unwrap();
+        let builtin = vigil_dpi::SignatureDb::builtin().unwrap();
+        assert_eq!(db.app_count(), builtin.app_count() + 1);
+        let mut facts = vigil_dpi::Facts { protocol: Some("TLS"), ..Default::default() };
+        facts.set_hostname("www.school.example", vigil_dpi::NameSource::Sni);
+        let any = ("192.0.2.1".parse().unwrap(), 40000);
+        db.classify(&mut facts, any, ("192.0.2.2".parse().unwrap(), 443), vigil_wire::L4Proto::Tcp);
+        assert_eq!((facts.app.as_deref(), facts.category.as_deref()), (Some("SchoolPortal"), Some("Homework")));
+
+        let bad = parse("[[classify.app]]\nname = \"X\"\ncategory = \"NoSuchCategory\"\n").unwrap();
+        let e = bad.classify.load_signatures().unwrap_err().to_string();
+        assert!(e.contains("NoSuchCategory") && e.contains("classify"), "{e}");
     }
 
     #[test]

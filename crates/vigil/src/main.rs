@@ -116,13 +116,16 @@ fn dispatch(cmd: Command) -> Result<()> {
         Command::Run { config } => run::run(run::RunOptions { config_path: config }),
         Command::CheckConfig { file } => {
             let (cfg, policy) = Config::load(&file)?;
+            let sigdb = cfg.classify.load_signatures()?;
             println!(
-                "{}: OK: queues {}, chains {:?}, {} rule(s), default {}",
+                "{}: OK: queues {}, chains {:?}, {} rule(s), default {}, {} applications in {} categories",
                 file.display(),
                 cfg.engine.queues,
                 cfg.firewall.chains,
                 policy.rules.len(),
-                policy.default.verdict_name()
+                policy.default.verdict_name(),
+                sigdb.app_count(),
+                sigdb.category_count()
             );
             Ok(())
         }
