@@ -8,6 +8,7 @@ fi
 packages=(
     iproute2 iptables nftables kmod procps      # namespaces, the firewall rules vigil installs, sysctl
     curl dnsutils dnsmasq-base python3 iperf3   # real clients and servers for the lab
+    openssl ca-certificates                     # the lab's HTTPS server certificate
     socat netcat-openbsd tcpdump conntrack      # test helpers
     build-essential pkg-config                  # a C compiler for crates with C parts
 )

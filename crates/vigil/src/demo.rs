@@ -43,6 +43,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("dig", "dnsutils"),
     ("dnsmasq", "dnsmasq-base"),
     ("python3", "python3"),
+    ("openssl", "openssl"),
 ];
 
 fn which(tool: &str) -> bool {
@@ -136,8 +137,36 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
             "--log-facility=-",
         ],
     )?;
-    wait_for(Duration::from_secs(10), || tcp_listening(lab, &s, 80) && tcp_listening(lab, &s, 23))
-        .context("the demo's servers did not start")?;
+    // HTTPS with a throwaway self-signed certificate that answers any name.
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=vigil-demo"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !made.success() {
+        bail!("openssl could not make the demo's certificate");
+    }
+    let https = format!(
+        "import http.server, ssl, functools\n\
+         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory={www:?})\n\
+         s = http.server.ThreadingHTTPServer(('198.18.2.2', 443), h)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain({cert:?}, {key:?})\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+         s.serve_forever()\n",
+        www = www.display().to_string(),
+        cert = cert.display().to_string(),
+        key = key.display().to_string()
+    );
+    let _https = lab.spawn_in(&s, ["python3", "-c", &https])?;
+    wait_for(Duration::from_secs(10), || {
+        tcp_listening(lab, &s, 80) && tcp_listening(lab, &s, 23) && tcp_listening(lab, &s, 443)
+    })
+    .context("the demo's servers did not start")?;
 
     // Baseline: without vigil the lab forwards everything, so what is blocked later is vigil's doing.
     println!("== without vigil, the client reaches every server:");
@@ -185,7 +214,7 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
         let t = Instant::now();
         let mut a = vec![
             "curl",
-            "-sS",
+            "-sSk", // -k: the lab's certificate is self-signed
             "-o",
             "/dev/null",
             "--connect-timeout",
@@ -208,8 +237,14 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
             Err(e) => (false, e.to_string(), t.elapsed()),
         }
     };
-    for (what, url) in [("HTTP over IPv4", "http://198.18.2.2/"), ("HTTP over IPv6", "http://[fd76:2::2]/")] {
-        let (ok, text, took) = curl(&[url]);
+    // Names are pinned with --resolve, as a browser would have resolved them: vigil reads them from
+    // the HTTP Host header and the TLS ClientHello (SNI) and names the application.
+    for (what, url, pin) in [
+        ("HTTP over IPv4", "http://www.demo.test/", "www.demo.test:80:198.18.2.2"),
+        ("HTTP over IPv6", "http://www.demo.test/", "www.demo.test:80:[fd76:2::2]"),
+        ("HTTPS (TLS SNI)", "https://www.netflix.com/", "www.netflix.com:443:198.18.2.2"),
+    ] {
+        let (ok, text, took) = curl(&["--resolve", pin, url]);
         outcomes.push(Outcome {
             what: format!("{what}: GET {url}"),
             expect_pass: true,
@@ -226,9 +261,9 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
         passed: answer == "198.18.2.2",
         detail: format!("answer {answer:?} in {:.2?}", t.elapsed()),
     });
-    let (ok, text, took) = curl(&["http://198.18.2.2/big.bin"]);
+    let (ok, text, took) = curl(&["--resolve", "files.demo.test:80:198.18.2.2", "http://files.demo.test/big.bin"]);
     outcomes.push(Outcome {
-        what: "20 MB download (offloaded to the kernel after the first packets)".into(),
+        what: "20 MB download (offloaded to the kernel once named)".into(),
         expect_pass: true,
         passed: ok && text.ends_with(&(20u64 << 20).to_string()),
         detail: format!("{} in {took:.2?} ({:.0} Mbit/s)", text, (20u64 << 20) as f64 * 8.0 / took.as_secs_f64() / 1e6),
@@ -287,7 +322,8 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
         println!("    {line}");
     }
     if flows.iter().any(|f| f.offloaded) {
-        println!("    (+ offloaded: once decided, the rest of the flow stayed in the kernel and is not counted here)");
+        println!("    (+ offloaded: once decided, the rest of the flow stayed in the kernel and is not counted here;");
+        println!("     ? protocol guessed from the port: the blocked flows never carried a payload)");
     }
     let st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
     let total = &st["total"];

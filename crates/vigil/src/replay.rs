@@ -139,10 +139,16 @@ pub fn write_table(out: &mut dyn Write, rows: &[FlowRecord]) -> Result<()> {
                 r.proto.clone(),
                 endpoint(r.src, r.sport),
                 endpoint(r.dst, r.dport),
-                match &r.app {
-                    Some(app) => format!("{}/{}", r.protocol, app),
-                    None => r.protocol.to_string(),
-                },
+                // "?": guessed from the port, no payload confirmed it.
+                format!(
+                    "{}{}{}",
+                    r.protocol,
+                    if r.protocol_guessed { "?" } else { "" },
+                    match &r.app {
+                        Some(app) if **app != *r.protocol => format!("/{app}"),
+                        _ => String::new(),
+                    }
+                ),
                 r.hostname.as_deref().unwrap_or("-").to_string(),
                 // "+": offloaded, the rest of the flow stayed in the kernel and is not counted here.
                 format!("{}/{}{}", r.packets_c2s, r.packets_s2c, if r.offloaded { "+" } else { "" }),
