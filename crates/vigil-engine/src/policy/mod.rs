@@ -11,6 +11,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use vigil_wire::L4Proto;
 
+pub mod lists;
+pub mod schedule;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
