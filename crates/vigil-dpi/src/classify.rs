@@ -229,6 +229,9 @@ impl Classifier {
             && (self.facts.hostname.is_some() || self.phase == Phase::Done)
         {
             self.identified_after = Some(pkt.index + 1);
+            // Name the application now: a policy decides on it at this packet (a blocked TLS flow
+            // at its ClientHello), before classification completes.
+            self.name(ctx, pkt.ts_micros);
         }
         if self.phase != Phase::Done && self.offered >= ctx.config.max_packets {
             self.phase = Phase::Done; // the budget is spent: decide with what is known

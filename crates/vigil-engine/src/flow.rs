@@ -77,6 +77,12 @@ pub struct FlowDecision {
     pub rule: Option<Arc<str>>,
     /// No later packet can change it: the flow may be handed to the kernel.
     pub is_final: bool,
+    /// The packet mark of a `mark` rule.
+    pub mark: Option<u32>,
+    /// Report this flow (the rule's `log`).
+    pub log: bool,
+    /// Reject answers sent so far.
+    pub answers: u8,
 }
 
 #[derive(Debug)]
@@ -144,6 +150,14 @@ impl L7Facts {
 }
 
 impl Flow {
+    /// Is the flow's protocol HTTP (as far as classification got)?
+    pub fn l7_protocol_is_http(&self) -> bool {
+        match &self.classifier {
+            Some(c) => c.facts().protocol == Some("HTTP"),
+            None => self.l7.protocol.as_deref() == Some("HTTP"),
+        }
+    }
+
     pub fn client(&self) -> (IpAddr, u16) {
         if self.client_is_lo {
             self.key.lo
@@ -257,6 +271,8 @@ pub struct FlowRecord {
 pub enum FlowVerdict {
     Allow,
     Block,
+    Reject,
+    Mark,
     /// The flow ended before the policy could decide it.
     Undecided,
 }
@@ -266,6 +282,8 @@ impl From<RuleAction> for FlowVerdict {
         match a {
             RuleAction::Allow => FlowVerdict::Allow,
             RuleAction::Block => FlowVerdict::Block,
+            RuleAction::Reject => FlowVerdict::Reject,
+            RuleAction::Mark => FlowVerdict::Mark,
         }
     }
 }
@@ -275,6 +293,8 @@ impl std::fmt::Display for FlowVerdict {
         f.write_str(match self {
             FlowVerdict::Allow => "allow",
             FlowVerdict::Block => "block",
+            FlowVerdict::Reject => "reject",
+            FlowVerdict::Mark => "mark",
             FlowVerdict::Undecided => "undecided",
         })
     }

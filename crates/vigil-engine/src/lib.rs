@@ -12,7 +12,7 @@ pub mod table;
 pub mod time;
 
 pub use flow::{Direction, EndReason, Flow, FlowKey, FlowRecord, FlowVerdict, TcpState};
-pub use pipeline::{Action, Decision, Event, PacketMeta, Pipeline, PipelineStats};
+pub use pipeline::{Action, Connection, Decision, Event, PacketMeta, Pipeline, PipelineStats};
 pub use policy::{Policy, PolicyConfig, PolicyError, RuleAction, RuleConfig};
 pub use table::{FlowTable, FlowTableConfig};
 pub use time::Timestamp;

@@ -1,7 +1,7 @@
 //! The pipeline: parse, track, decide. One instance per worker.
 
 use crate::flow::{Counters, Direction, EndReason, Flow, FlowDecision, FlowKey, FlowRecord, L7Facts, TcpState};
-use crate::policy::{FlowFacts, Policy, RuleAction};
+use crate::policy::{Evaluation, FlowFacts, L7View, Policy, RuleAction};
 use crate::table::{FlowTable, FlowTableConfig};
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -32,12 +32,24 @@ pub struct Decision {
     /// stop queueing this connection (connmark).
     pub offload: bool,
     pub rule: Option<Arc<str>>,
+    /// A mark to set on the packet (policy `mark` action).
+    pub mark: Option<u32>,
+    /// Packets the shell must send (TCP resets, ICMP unreachable, an HTTP block page): `reject`.
+    pub inject: Vec<Vec<u8>>,
 }
 
 impl Decision {
     fn accept() -> Self {
-        Decision { action: Action::Accept, offload: false, rule: None }
+        Decision { action: Action::Accept, offload: false, rule: None, mark: None, inject: Vec::new() }
     }
+}
+
+/// A connection, by its original direction (client to server), for the kernel's conntrack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    pub l4: L4Proto,
+    pub client: (std::net::IpAddr, u16),
+    pub server: (std::net::IpAddr, u16),
 }
 
 /// What the pipeline reports besides verdicts.
@@ -45,6 +57,9 @@ impl Decision {
 pub enum Event {
     /// A flow ended (closed, idle, evicted, shutdown): its full record.
     FlowEnd(Box<FlowRecord>),
+    /// An offloaded flow is now blocked (policy reload, schedule): the kernel must send it back
+    /// (delete its conntrack entry) so that its next packet is queued and dropped.
+    Revoke(Connection),
 }
 
 /// Counters kept by one pipeline; the shells sum them across workers.
@@ -63,6 +78,12 @@ pub struct PipelineStats {
     pub flows_evicted: u64,
     pub flows_offloaded: u64,
     pub flows_active: u64,
+    /// Packets that passed while their flow's policy decision waited for classification.
+    pub pending_passed: u64,
+    /// Packets injected for `reject` (resets, ICMP, block pages).
+    pub injected: u64,
+    /// Offloaded flows sent back to userspace by a policy change.
+    pub revoked: u64,
 }
 
 impl std::ops::AddAssign for PipelineStats {
@@ -78,6 +99,9 @@ impl std::ops::AddAssign for PipelineStats {
         self.flows_evicted += o.flows_evicted;
         self.flows_offloaded += o.flows_offloaded;
         self.flows_active += o.flows_active;
+        self.pending_passed += o.pending_passed;
+        self.injected += o.injected;
+        self.revoked += o.revoked;
     }
 }
 
@@ -112,18 +136,82 @@ pub struct Pipeline {
     policy: Arc<Policy>,
     events: Vec<Event>,
     stats: PipelineStats,
+    /// Interface names by index, told by the shell (the kernel reports indexes).
+    ifnames: std::collections::HashMap<u32, Arc<str>>,
+    /// Minute of the last schedule re-check (schedules have minute resolution).
+    schedule_minute: u64,
 }
+
+/// Resets and block pages a rejected flow may trigger at most (retransmissions would otherwise
+/// make vigil a packet generator).
+const MAX_REJECT_ANSWERS: u8 = 3;
 
 impl Pipeline {
     pub fn new(cfg: PipelineConfig, policy: Arc<Policy>) -> Self {
         let table = FlowTable::new(cfg.flows.clone());
-        Pipeline { cfg, table, policy, events: Vec::new(), stats: PipelineStats::default() }
+        Pipeline {
+            cfg,
+            table,
+            policy,
+            events: Vec::new(),
+            stats: PipelineStats::default(),
+            ifnames: Default::default(),
+            schedule_minute: 0,
+        }
     }
 
-    /// Replaces the policy. Flows already decided keep their decision; undecided flows use the
-    /// new policy from their next packet on.
-    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+    /// Teaches the pipeline an interface's name (for `interfaces_in`/`interfaces_out` rules).
+    pub fn set_interface_name(&mut self, index: u32, name: &str) {
+        self.ifnames.insert(index, Arc::from(name));
+    }
+
+    pub fn knows_interface(&self, index: u32) -> bool {
+        self.ifnames.contains_key(&index)
+    }
+
+    /// Replaces the policy and re-evaluates every live flow with it: a flow whose decision changes
+    /// takes the new one from its next packet on, and an offloaded flow that is now blocked is
+    /// revoked (an `Event::Revoke` for the shell to send it back from the kernel).
+    pub fn set_policy(&mut self, policy: Arc<Policy>, now: Timestamp) {
         self.policy = policy;
+        self.reevaluate(now);
+    }
+
+    /// Re-decides every flow that has a decision (reload, schedule boundary).
+    pub fn reevaluate(&mut self, now: Timestamp) {
+        let policy = self.policy.clone();
+        let resolver = self.cfg.classify.as_ref().map(|c| c.dns_cache.clone());
+        let ifnames = &self.ifnames;
+        let events = &mut self.events;
+        let stats = &mut self.stats;
+        self.table.for_each_mut(|flow| {
+            let Some(old) = flow.decision.clone() else { return };
+            // A connection that already ended keeps the decision it lived under (its record
+            // must say what happened to it).
+            if flow.ended_by.is_some() {
+                return;
+            }
+            let l7 = l7_view(flow);
+            let facts = flow_facts(flow, l7, ifnames, resolver.as_deref(), now);
+            let Evaluation::Decided(m) = policy.evaluate(&facts) else { return };
+            if m.action == old.action && m.rule == old.rule && m.mark == old.mark {
+                return;
+            }
+            if flow.offloaded && !m.action.passes() {
+                let (client, server) = (flow.client(), flow.server());
+                events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
+                stats.revoked += 1;
+                flow.offloaded = false;
+            }
+            flow.decision = Some(FlowDecision {
+                action: m.action,
+                rule: m.rule,
+                is_final: true,
+                mark: m.mark,
+                log: m.log,
+                answers: 0,
+            });
+        });
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -160,7 +248,7 @@ impl Pipeline {
             self.stats.accepted += 1;
             return Decision::accept();
         }
-        let decision = self.track_and_decide(&info, meta, now);
+        let decision = self.track_and_decide(packet, &info, meta, now);
         match decision.action {
             Action::Accept => self.stats.accepted += 1,
             Action::Drop => self.stats.dropped += 1,
@@ -168,7 +256,13 @@ impl Pipeline {
         decision
     }
 
-    fn track_and_decide(&mut self, info: &PacketInfo<'_>, meta: &PacketMeta, now: Timestamp) -> Decision {
+    fn track_and_decide(
+        &mut self,
+        packet: &[u8],
+        info: &PacketInfo<'_>,
+        meta: &PacketMeta,
+        now: Timestamp,
+    ) -> Decision {
         let (key, lo_to_hi) = FlowKey::of(info);
         let classify = self.cfg.classify.is_some();
         let (flow, created, evicted) = self.table.get_or_insert_with(key, || {
@@ -184,8 +278,10 @@ impl Pipeline {
         if let Some((evicted, reason)) = evicted {
             self.stats.flows_evicted += 1;
             self.stats.flows_ended += 1;
-            let rec = finalize(&self.cfg, evicted, reason);
-            self.events.push(Event::FlowEnd(Box::new(rec)));
+            if logged(&evicted) {
+                let rec = finalize(&self.cfg, evicted, reason);
+                self.events.push(Event::FlowEnd(Box::new(rec)));
+            }
         }
         let policy = &self.policy;
         let offload_enabled = self.cfg.offload;
@@ -225,39 +321,69 @@ impl Pipeline {
         }
 
         if flow.decision.is_none() {
-            let (src, sport) = flow.client();
-            let (dst, dport) = flow.server();
-            let m = policy.evaluate(&FlowFacts { l4: key.l4, src, sport, dst, dport });
-            // Rules match on addresses, ports and L4 only, all known from the first packet.
-            flow.decision = Some(FlowDecision { action: m.action, rule: m.rule, is_final: true });
+            let resolver = self.cfg.classify.as_ref().map(|c| c.dns_cache.as_ref());
+            let facts = flow_facts(flow, l7_view(flow), &self.ifnames, resolver, now);
+            if let Evaluation::Decided(m) = policy.evaluate(&facts) {
+                flow.decision = Some(FlowDecision {
+                    action: m.action,
+                    rule: m.rule,
+                    is_final: true,
+                    mark: m.mark,
+                    log: m.log,
+                    answers: 0,
+                });
+            }
         }
-        // A flow still being classified stays in userspace: offloading it would blind the classifier.
-        let classified = flow.classifier.is_none();
-        let d = flow.decision.as_ref().expect("decided above");
-        let action = match d.action {
-            RuleAction::Allow => Action::Accept,
-            RuleAction::Block => Action::Drop,
+        if let Some(reason) = ended {
+            flow.ended_by.get_or_insert(reason);
+        }
+        let (is_http, host) = (flow.l7_protocol_is_http(), flow_host(flow).map(str::to_owned));
+        let Some(d) = flow.decision.as_mut() else {
+            // Waiting for classification to decide: the packet passes (a blocked TLS or QUIC flow
+            // is decided at its ClientHello, which is then dropped).
+            self.stats.pending_passed += 1;
+            if reclass {
+                self.table.reclass(&key);
+            }
+            return Decision::accept();
         };
-        // Offload only accepted flows: a dropped packet never reaches the chain that saves the mark.
-        let offload = offload_enabled && d.is_final && classified && action == Action::Accept && !flow.offloaded;
+        let action = if d.action.passes() { Action::Accept } else { Action::Drop };
+        let mut inject = Vec::new();
+        if d.action == RuleAction::Reject && d.answers < MAX_REJECT_ANSWERS {
+            d.answers += 1;
+            inject = reject_answers(packet, info, dir, is_http, d.rule.as_deref(), host.as_deref());
+            self.stats.injected += inject.len() as u64;
+        }
+        let d = flow.decision.as_ref().expect("decided");
+        // A flow still being classified stays in userspace: offloading it would blind the
+        // classifier. Marked flows stay too: every packet must carry the mark.
+        let classified = flow.classifier.is_none();
+        let offload = offload_enabled && d.is_final && classified && d.action == RuleAction::Allow && !flow.offloaded;
         if offload {
             flow.offloaded = true;
             self.stats.flows_offloaded += 1;
         }
-        let rule = d.rule.clone();
-        if let Some(reason) = ended {
-            flow.ended_by.get_or_insert(reason);
-        }
+        let (rule, mark) = (d.rule.clone(), d.mark);
         if reclass {
             self.table.reclass(&key);
         }
-        Decision { action, offload, rule }
+        Decision { action, offload, rule, mark, inject }
     }
 
-    /// Expires idle flows. Call about once a second.
+    /// Expires idle flows, and re-checks decisions when a schedule may have changed (each
+    /// minute, if the policy has schedules). Call about once a second.
     pub fn poll(&mut self, now: Timestamp) {
+        let minute = now.micros() / 60_000_000;
+        if self.policy.has_schedules() && minute != self.schedule_minute {
+            self.schedule_minute = minute;
+            self.reevaluate(now);
+        }
         let (cfg, events) = (&self.cfg, &mut self.events);
-        let n = self.table.expire(now, &mut |f, why| events.push(Event::FlowEnd(Box::new(finalize(cfg, f, why)))));
+        let n = self.table.expire(now, &mut |f, why| {
+            if logged(&f) {
+                events.push(Event::FlowEnd(Box::new(finalize(cfg, f, why))))
+            }
+        });
         self.stats.flows_ended += n as u64;
     }
 
@@ -267,7 +393,9 @@ impl Pipeline {
         let mut n = 0;
         self.table.drain(reason, &mut |f, why| {
             n += 1;
-            events.push(Event::FlowEnd(Box::new(finalize(cfg, f, why))))
+            if logged(&f) {
+                events.push(Event::FlowEnd(Box::new(finalize(cfg, f, why))))
+            }
         });
         self.stats.flows_ended += n;
     }
@@ -278,6 +406,95 @@ impl Pipeline {
             c.sigdb = sigdb;
         }
     }
+}
+
+/// The application-layer view the policy sees: None while classification has not identified the
+/// flow; the classifier's facts once it has; the final facts once complete.
+fn l7_view(flow: &Flow) -> Option<L7View<'_>> {
+    match &flow.classifier {
+        Some(c) if c.identified_after().is_none() => None,
+        Some(c) => {
+            let f = c.facts();
+            Some(L7View {
+                protocol: f.protocol,
+                app: f.app.as_deref(),
+                category: f.category.as_deref(),
+                hostname: f.hostname.as_deref(),
+            })
+        }
+        None => Some(L7View {
+            protocol: flow.l7.protocol.as_deref(),
+            app: flow.l7.app.as_deref(),
+            category: flow.l7.category.as_deref(),
+            hostname: flow.l7.hostname.as_deref(),
+        }),
+    }
+}
+
+fn flow_host(flow: &Flow) -> Option<&str> {
+    match &flow.classifier {
+        Some(c) => c.facts().hostname.as_deref(),
+        None => flow.l7.hostname.as_deref(),
+    }
+}
+
+fn flow_facts<'a>(
+    flow: &'a Flow,
+    l7: Option<L7View<'a>>,
+    ifnames: &'a std::collections::HashMap<u32, Arc<str>>,
+    dns: Option<&DnsCache>,
+    now: Timestamp,
+) -> FlowFacts<'a> {
+    let (src, sport) = flow.client();
+    let (dst, dport) = flow.server();
+    FlowFacts {
+        l4: flow.key.l4,
+        src,
+        sport,
+        dst,
+        dport,
+        in_if: flow.in_ifindex.and_then(|i| ifnames.get(&i)).map(|n| &**n),
+        out_if: flow.out_ifindex.and_then(|i| ifnames.get(&i)).map(|n| &**n),
+        src_mac: flow.src_mac,
+        l7,
+        resolved: dns.map(|c| c.lookup(dst, now.micros()).is_some()),
+        now_micros: now.micros(),
+    }
+}
+
+/// The packets that tell both ends a flow was rejected: an HTTP block page for a plain HTTP
+/// request, TCP resets otherwise, ICMP port unreachable for UDP. Built from the packet being
+/// dropped, so sequence numbers are the ones each end expects.
+fn reject_answers(
+    packet: &[u8],
+    info: &PacketInfo<'_>,
+    dir: Direction,
+    is_http: bool,
+    rule: Option<&str>,
+    host: Option<&str>,
+) -> Vec<Vec<u8>> {
+    use vigil_wire::build;
+    match info.l4 {
+        L4Proto::Tcp => {
+            if is_http && dir == Direction::ClientToServer && !info.payload.is_empty() {
+                let page = build::block_page_html(rule.unwrap_or("default"), host.unwrap_or(""));
+                if let Ok(pkts) = build::http_block_page(packet, &page) {
+                    return vec![pkts.to_sender, pkts.to_destination];
+                }
+            }
+            if info.tcp_flags.is_some_and(|f| f & tcp::RST != 0) {
+                return Vec::new();
+            }
+            build::reject_tcp(packet).map(|p| vec![p.to_sender, p.to_destination]).unwrap_or_default()
+        }
+        L4Proto::Udp => build::icmp_unreachable(packet).map(|p| vec![p]).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Flows decided by a rule with `log = false` are not reported.
+fn logged(flow: &Flow) -> bool {
+    flow.decision.as_ref().is_none_or(|d| d.log)
 }
 
 /// A flow's final record; classification still in progress is completed with what is known.
@@ -373,6 +590,7 @@ mod tests {
     use super::*;
     use crate::flow::FlowVerdict;
     use crate::policy::PolicyConfig;
+    use vigil_dpi::{DnsCache, SignatureDb};
 
     /// Builds an IPv4 TCP or UDP packet (checksums are not the pipeline's concern).
     fn v4(l4: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -410,8 +628,9 @@ mod tests {
 
     fn records(p: &mut Pipeline) -> Vec<FlowRecord> {
         p.drain_events()
-            .map(|e| match e {
-                Event::FlowEnd(r) => *r,
+            .filter_map(|e| match e {
+                Event::FlowEnd(r) => Some(*r),
+                Event::Revoke(_) => None,
             })
             .collect()
     }
@@ -526,15 +745,116 @@ mod tests {
     }
 
     #[test]
-    fn policy_swap_applies_to_new_flows_only() {
+    fn policy_swap_re_decides_live_flows_and_revokes_offloaded_ones() {
         let mut p = pipeline("", true);
         let m = PacketMeta::default();
         let pkt = v4(17, C, 7000, S, 9999, 0, b"x");
-        assert_eq!(p.process(&pkt, &m, Timestamp::from_secs(1)).action, Action::Accept);
+        let d = p.process(&pkt, &m, Timestamp::from_secs(1));
+        assert_eq!((d.action, d.offload), (Action::Accept, true));
         let cfg: PolicyConfig = toml::from_str("default='block'").unwrap();
-        p.set_policy(Arc::new(Policy::compile(&cfg).unwrap()));
-        assert_eq!(p.process(&pkt, &m, Timestamp::from_secs(2)).action, Action::Accept);
-        let other = v4(17, C, 7001, S, 9999, 0, b"x");
-        assert_eq!(p.process(&other, &m, Timestamp::from_secs(2)).action, Action::Drop);
+        p.set_policy(Arc::new(Policy::compile(&cfg).unwrap()), Timestamp::from_secs(2));
+        let revoked: Vec<Event> = p.drain_events().collect();
+        assert!(
+            matches!(&revoked[..], [Event::Revoke(c)] if c.client == (C.into(), 7000) && c.server == (S.into(), 9999)),
+            "{revoked:?}"
+        );
+        // The flow's packets that come back from the kernel are dropped.
+        assert_eq!(p.process(&pkt, &m, Timestamp::from_secs(2)).action, Action::Drop);
+        assert_eq!(p.stats().revoked, 1);
+    }
+
+    fn classifying(policy_toml: &str) -> Pipeline {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            policy: PolicyConfig,
+        }
+        let doc: Doc = toml::from_str(policy_toml).unwrap();
+        let sigdb = Arc::new(SignatureDb::builtin().unwrap());
+        let groups = Default::default();
+        let lists = Default::default();
+        let ctx = crate::policy::CompileContext { groups: &groups, lists: &lists, sigdb: Some(&sigdb) };
+        let policy = Arc::new(Policy::compile_with(&doc.policy, &ctx).unwrap());
+        let classify = Classification { sigdb, dns_cache: Arc::new(DnsCache::new(1024)), config: Default::default() };
+        Pipeline::new(
+            PipelineConfig { flows: FlowTableConfig::default(), offload: true, classify: Some(classify) },
+            policy,
+        )
+    }
+
+    fn http_get(host: &str) -> Vec<u8> {
+        v4(
+            6,
+            C,
+            41000,
+            S,
+            80,
+            tcp::ACK | tcp::PSH,
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: t\r\n\r\n").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn l7_rules_wait_for_identification_then_decide_at_that_packet() {
+        let mut p = classifying(
+            "[[policy.rules]]\nname='no-netflix'\naction='block'\napps=['NetFlix']\n\
+             [[policy.rules]]\nname='blocked-test'\naction='reject'\nhostnames=['*.blocked.test']\n",
+        );
+        let m = PacketMeta::default();
+        let t = Timestamp::from_secs(5);
+        // Handshake packets pass while the rules cannot be decided yet.
+        assert_eq!(p.process(&v4(6, C, 41000, S, 80, tcp::SYN, b""), &m, t).action, Action::Accept);
+        assert_eq!(p.process(&v4(6, S, 80, C, 41000, tcp::SYN | tcp::ACK, b""), &m, t).action, Action::Accept);
+        let d = p.process(&v4(6, C, 41000, S, 80, tcp::ACK, b""), &m, t);
+        assert_eq!((d.action, d.offload, d.rule), (Action::Accept, false, None));
+        assert!(p.stats().pending_passed >= 3);
+        // The request names www.netflix.com: decided and dropped at that very packet.
+        let d = p.process(&http_get("www.netflix.com"), &m, t);
+        assert_eq!((d.action, d.rule.as_deref()), (Action::Drop, Some("no-netflix")));
+        assert!(d.inject.is_empty(), "block is silent");
+
+        // reject on plain HTTP answers the client with a block page and the server with a reset.
+        let mut p =
+            classifying("[[policy.rules]]\nname='blocked-test'\naction='reject'\nhostnames=['*.blocked.test']\n");
+        p.process(&v4(6, C, 41000, S, 80, tcp::SYN, b""), &m, t);
+        let d = p.process(&http_get("ads.blocked.test"), &m, t);
+        assert_eq!((d.action, d.rule.as_deref()), (Action::Drop, Some("blocked-test")));
+        assert_eq!(d.inject.len(), 2);
+        let page = vigil_wire::parse_l3(&d.inject[0]).unwrap();
+        assert_eq!(page.dst.to_string(), "192.168.1.10");
+        let text = String::from_utf8_lossy(page.payload);
+        assert!(text.starts_with("HTTP/1.1 403") && text.contains("blocked-test"), "{text}");
+        let rst = vigil_wire::parse_l3(&d.inject[1]).unwrap();
+        assert_eq!(rst.dst.to_string(), "10.0.0.1");
+        assert!(rst.tcp_flags.unwrap() & tcp::RST != 0);
+        // An allowed name is decided at the same packet and offloaded once classified.
+        let mut p =
+            classifying("[[policy.rules]]\nname='blocked-test'\naction='block'\nhostnames=['*.blocked.test']\n");
+        p.process(&v4(6, C, 41001, S, 80, tcp::SYN, b""), &m, t);
+        let mut req = http_get("www.example.org");
+        req[20..22].copy_from_slice(&41001u16.to_be_bytes());
+        let d = p.process(&req, &m, t);
+        assert_eq!(d.action, Action::Accept);
+        assert_eq!(d.rule, None);
+    }
+
+    #[test]
+    fn reject_udp_answers_with_icmp_unreachable_and_require_dns_sees_the_cache() {
+        let mut p = classifying(
+            "[[policy.rules]]\nname='no-unresolved-quic'\naction='reject'\nl4='udp'\ndst_ports=[443]\nrequire_dns=true\n",
+        );
+        let m = PacketMeta::default();
+        let t = Timestamp::from_secs(5);
+        let d = p.process(&v4(17, C, 50000, S, 443, 0, &[0u8; 40]), &m, t);
+        assert_eq!((d.action, d.rule.as_deref()), (Action::Drop, Some("no-unresolved-quic")));
+        assert_eq!(d.inject.len(), 1);
+        let icmp = vigil_wire::parse_l3(&d.inject[0]).unwrap();
+        assert_eq!((icmp.l4, icmp.dst.to_string()), (L4Proto::Icmp, "192.168.1.10".to_string()));
+        // Once a client resolved the server's address through DNS the gateway saw, it passes.
+        if let Some(c) = p.cfg.classify.as_ref() {
+            c.dns_cache.insert(S.into(), "quic.example.org", 300, t.micros());
+        }
+        let d = p.process(&v4(17, C, 50001, S, 443, 0, &[0u8; 40]), &m, t);
+        assert_eq!(d.action, Action::Accept);
     }
 }

@@ -226,6 +226,13 @@ impl FlowTable {
         }
     }
 
+    /// Visits every flow (policy re-evaluation).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow)) {
+        for slot in self.flows.values_mut() {
+            f(&mut slot.flow);
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Flow> {
         self.flows.values().map(|s| &s.flow)
     }

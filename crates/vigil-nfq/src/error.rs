@@ -35,6 +35,9 @@ pub enum NfqError {
     /// The request needs a feature this queue does not have.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// A conntrack request could not be encoded or its answer decoded.
+    #[error(transparent)]
+    Conntrack(#[from] crate::conntrack::CtError),
 }
 
 impl NfqError {
@@ -76,6 +79,13 @@ impl fmt::Display for KernelRefusal<'_> {
 }
 
 fn hint(op: &str, errno: i32) -> Option<&'static str> {
+    if op.contains("conntrack") {
+        return match errno {
+            libc::EPERM => Some("needs CAP_NET_ADMIN in the network namespace"),
+            libc::EOPNOTSUPP => Some("the running kernel lacks this feature"),
+            _ => None,
+        };
+    }
     match errno {
         libc::EPERM if op.starts_with("bind") => {
             Some("is another process bound to it? binding also needs CAP_NET_ADMIN")

@@ -15,6 +15,8 @@
 //!   [`RecvBatch::verdict_errors`] (a verdict's netlink sequence number is its
 //!   packet id).
 //! * [`wire`] holds the pure encoders/decoders, usable without a socket.
+//! * [`Conntrack`] ([`conntrack`]) looks up, re-marks and deletes conntrack
+//!   entries over ctnetlink (default zone only).
 //!
 //! Nothing in this crate panics on malformed input: bad messages are counted
 //! in [`QueueStats::parse_errors`] and skipped.
@@ -25,10 +27,12 @@
 //! caller that needs the payload can answer them with
 //! [`VerdictAction::Repeat`] to have them queued again.
 
+pub mod conntrack;
 mod error;
 mod queue;
 pub mod wire;
 
+pub use conntrack::{Conntrack, CtEntry, CtError, CtTuple};
 pub use error::NfqError;
 pub use queue::{Capabilities, Packets, Queue, QueueConfig, QueueStats, RecvBatch, VerdictError};
 pub use wire::{Packet, Verdict, VerdictAction, WireError};

@@ -183,40 +183,8 @@ impl Queue {
     /// mode, queue length and flags. Every step is acknowledged by the
     /// kernel; a refusal is reported as [`NfqError::Kernel`] naming the step.
     pub fn open(cfg: &QueueConfig) -> Result<Queue, NfqError> {
-        // SAFETY: plain socket(2) call; the fd is owned right below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(NfqError::io("socket(AF_NETLINK, NETLINK_NETFILTER)"));
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor we exclusively own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: addr is a valid sockaddr_nl of the length passed.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(NfqError::io("bind(AF_NETLINK)"));
-        }
-
-        for (opt, name) in [(NETLINK_EXT_ACK, "NETLINK_EXT_ACK"), (NETLINK_CAP_ACK, "NETLINK_CAP_ACK")] {
-            if setsockopt_int(raw, SOL_NETLINK, opt, 1).is_err() {
-                log::debug!("nfq: setsockopt({name}) failed (old kernel?)");
-            }
-        }
+        let fd = open_netlink_socket()?;
+        let raw = fd.as_raw_fd();
         let rcvbuf = cfg.rcvbuf.min(i32::MAX as usize) as libc::c_int;
         if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf).is_err() {
             if let Err(e) = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf) {
@@ -819,6 +787,47 @@ impl<'a> Iterator for Packets<'a> {
     }
 }
 
+/// A `NETLINK_NETFILTER` socket in the calling thread's network namespace:
+/// non-blocking, close-on-exec, bound (the kernel picks the port id), with
+/// extended and capped ACKs where the kernel supports them.
+pub(crate) fn open_netlink_socket() -> Result<OwnedFd, NfqError> {
+    // SAFETY: plain socket(2) call; the fd is owned right below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    if raw < 0 {
+        return Err(NfqError::io("socket(AF_NETLINK, NETLINK_NETFILTER)"));
+    }
+    // SAFETY: `raw` is a fresh, valid descriptor we exclusively own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: addr is a valid sockaddr_nl of the length passed.
+    let rc = unsafe {
+        libc::bind(
+            raw,
+            &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
+            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(NfqError::io("bind(AF_NETLINK)"));
+    }
+
+    for (opt, name) in [(NETLINK_EXT_ACK, "NETLINK_EXT_ACK"), (NETLINK_CAP_ACK, "NETLINK_CAP_ACK")] {
+        if setsockopt_int(raw, SOL_NETLINK, opt, 1).is_err() {
+            log::debug!("nfq: setsockopt({name}) failed (old kernel?)");
+        }
+    }
+    Ok(fd)
+}
+
 fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a valid pointer to a c_int of the given size.
     let rc = unsafe {
@@ -837,7 +846,7 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_in
     }
 }
 
-fn send_all(fd: RawFd, buf: &[u8]) -> io::Result<()> {
+pub(crate) fn send_all(fd: RawFd, buf: &[u8]) -> io::Result<()> {
     loop {
         // SAFETY: buf is valid for reads of its length.
         let rc = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), 0) };
@@ -853,7 +862,7 @@ fn send_all(fd: RawFd, buf: &[u8]) -> io::Result<()> {
 
 /// Wait until `fd` is readable or `timeout` passes. `Ok(false)` on timeout
 /// or EINTR.
-fn poll_in(fd: RawFd, timeout: Duration) -> Result<bool, NfqError> {
+pub(crate) fn poll_in(fd: RawFd, timeout: Duration) -> Result<bool, NfqError> {
     let mut ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
     if ms == 0 && !timeout.is_zero() {
         ms = 1;

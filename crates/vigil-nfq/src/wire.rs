@@ -280,25 +280,46 @@ impl<'p> Verdict<'p> {
 /// Append a netlink + nfgenmsg header; returns the offset of the header so
 /// [`finish_msg`] can patch the length.
 fn start_msg(buf: &mut Vec<u8>, msg: u16, flags: u16, seq: u32, queue_num: u16) -> usize {
+    start_nfnl_msg(buf, nfq_msg_type(msg), flags, seq, libc::AF_UNSPEC as u8, queue_num)
+}
+
+/// Append a netlink + nfgenmsg header for any nfnetlink subsystem
+/// (`msg_type` = `subsys << 8 | msg`); returns the offset of the header so
+/// [`finish_msg`] can patch the length.
+pub(crate) fn start_nfnl_msg(buf: &mut Vec<u8>, msg_type: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, patched later
-    buf.extend_from_slice(&nfq_msg_type(msg).to_ne_bytes());
+    buf.extend_from_slice(&msg_type.to_ne_bytes());
     buf.extend_from_slice(&flags.to_ne_bytes());
     buf.extend_from_slice(&seq.to_ne_bytes());
     buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: 0 = kernel
-    buf.push(libc::AF_UNSPEC as u8); // nfgen_family
+    buf.push(family); // nfgen_family
     buf.push(NFNETLINK_V0);
-    buf.extend_from_slice(&queue_num.to_be_bytes());
+    buf.extend_from_slice(&res_id.to_be_bytes());
     start
 }
 
-fn finish_msg(buf: &mut [u8], start: usize) {
+pub(crate) fn finish_msg(buf: &mut [u8], start: usize) {
     let len = (buf.len() - start) as u32;
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
+/// Open a nested attribute (`NLA_F_NESTED` is added); returns its offset
+/// for [`end_nest`].
+pub(crate) fn start_nest(buf: &mut Vec<u8>, ty: u16) -> usize {
+    let at = buf.len();
+    put_attr(buf, ty | NLA_F_NESTED, &[]);
+    at
+}
+
+/// Patch the length of the nest opened at `at` to cover everything since.
+pub(crate) fn end_nest(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at) as u16;
+    buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
 /// Append one attribute (header + data + padding).
-fn put_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
+pub(crate) fn put_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
     let len = NLA_HDRLEN + data.len();
     debug_assert!(len <= u16::MAX as usize);
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
@@ -307,7 +328,7 @@ fn put_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
     buf.resize(buf.len() + (align4(len) - len), 0);
 }
 
-fn put_be32(buf: &mut Vec<u8>, ty: u16, v: u32) {
+pub(crate) fn put_be32(buf: &mut Vec<u8>, ty: u16, v: u32) {
     put_attr(buf, ty, &v.to_be_bytes());
 }
 
@@ -357,11 +378,9 @@ pub fn encode_verdict(buf: &mut Vec<u8>, queue_num: u16, seq: u32, v: &Verdict<'
         put_be32(buf, NFQA_MARK, mark);
     }
     if let Some(cm) = v.connmark {
-        let nest = buf.len();
-        put_attr(buf, NFQA_CT | NLA_F_NESTED, &[]);
+        let nest = start_nest(buf, NFQA_CT);
         put_be32(buf, CTA_MARK, cm);
-        let nlen = (buf.len() - nest) as u16;
-        buf[nest..nest + 2].copy_from_slice(&nlen.to_ne_bytes());
+        end_nest(buf, nest);
     }
     if let Some(p) = v.payload {
         put_attr(buf, NFQA_PAYLOAD, p);
@@ -512,7 +531,7 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-fn attr_u32(name: &'static str, data: &[u8]) -> Result<u32, WireError> {
+pub(crate) fn attr_u32(name: &'static str, data: &[u8]) -> Result<u32, WireError> {
     if data.len() != 4 {
         return Err(WireError::BadAttrSize { name, len: data.len(), expected: 4 });
     }

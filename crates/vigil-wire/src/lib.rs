@@ -5,6 +5,7 @@
 //! [`packet`] module walks the layers of one L3 packet and produces the [`packet::PacketInfo`] the
 //! pipeline needs; [`checksum`] recomputes IPv4/TCP/UDP checksums after a payload is rewritten.
 
+pub mod build;
 pub mod checksum;
 pub mod icmp;
 pub mod ipv4;

@@ -22,6 +22,21 @@ pub struct Config {
     pub report: ReportConfig,
     #[serde(default)]
     pub classify: ClassifyConfig,
+    /// Named groups of clients: addresses, networks and MAC addresses (`groups = ["kids"]` in rules).
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Named lists loaded from files: domains (plain, hosts-file or Adblock `||domain^` lines) or
+    /// addresses (CIDR per line); `lists = ["ads"]` in rules. Relative paths are relative to the
+    /// config file.
+    #[serde(default)]
+    pub lists: std::collections::BTreeMap<String, PathBuf>,
+}
+
+/// A config with everything it refers to loaded and compiled: what `vigil run` runs.
+pub struct Loaded {
+    pub config: Config,
+    pub policy: Policy,
+    pub sigdb: vigil_dpi::SignatureDb,
 }
 
 /// `[classify]`: naming flows (protocol, application, category, hostname).
@@ -298,15 +313,36 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates; the policy is compiled here too so that a config that loads is one
     /// that runs.
-    pub fn from_toml(text: &str, path: &Path) -> Result<(Config, Policy), ConfigError> {
+    pub fn from_toml(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
         let cfg: Config = toml::from_str(text).map_err(|e| invalid(format_toml_error(&e, text)))?;
         cfg.validate().map_err(invalid)?;
-        let policy = Policy::compile(&cfg.policy).map_err(|e| invalid(e.to_string()))?;
-        Ok((cfg, policy))
+        let sigdb = cfg.classify.load_signatures()?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut lists = std::collections::HashMap::new();
+        for (name, file) in &cfg.lists {
+            let file = if file.is_relative() { base.join(file) } else { file.clone() };
+            let started = std::time::Instant::now();
+            let (list, stats) =
+                vigil_engine::policy::lists::load_list(&file).map_err(|e| invalid(format!("[lists] {name}: {e}")))?;
+            log::info!("list {name}: {} entries from {} in {:?}", list.len(), file.display(), started.elapsed());
+            if stats.skipped > 0 {
+                log::warn!(
+                    "list {name}: {} malformed line(s) skipped in {} (first: {:?})",
+                    stats.skipped,
+                    file.display(),
+                    stats.first_skipped_lines
+                );
+            }
+            lists.insert(name.clone(), std::sync::Arc::new(list));
+        }
+        let ctx = vigil_engine::policy::CompileContext { groups: &cfg.groups, lists: &lists, sigdb: Some(&sigdb) };
+        let policy = Policy::compile_with(&cfg.policy, &ctx).map_err(|e| invalid(e.to_string()))?;
+        Ok(Loaded { config: cfg, policy, sigdb })
     }
 
-    pub fn load(path: &Path) -> Result<(Config, Policy), ConfigError> {
+    /// Reads, validates and compiles a config and everything it refers to (signatures, lists).
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_toml(&text, path)
@@ -368,7 +404,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        Config::from_toml(text, Path::new("test.toml")).map(|(c, _)| c).map_err(|e| e.to_string())
+        Config::from_toml(text, Path::new("test.toml")).map(|l| l.config).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -456,8 +492,8 @@ domains = ["school.example"]
         db.classify(&mut facts, any, ("192.0.2.2".parse().unwrap(), 443), vigil_wire::L4Proto::Tcp);
         assert_eq!((facts.app.as_deref(), facts.category.as_deref()), (Some("SchoolPortal"), Some("Homework")));
 
-        let bad = parse("[[classify.app]]\nname = \"X\"\ncategory = \"NoSuchCategory\"\n").unwrap();
-        let e = bad.classify.load_signatures().unwrap_err().to_string();
+        // A bad entry fails the whole config, at load (and so at reload: the old config stays).
+        let e = parse("[[classify.app]]\nname = \"X\"\ncategory = \"NoSuchCategory\"\n").unwrap_err();
         assert!(e.contains("NoSuchCategory") && e.contains("classify"), "{e}");
     }
 

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod firewall;
+pub mod inject;
 pub mod lab;
 pub mod replay;
 pub mod run;

@@ -67,11 +67,32 @@ enum Command {
         #[arg(long)]
         hold: bool,
     },
+    /// Try a policy on recorded traffic before it goes live.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Show the running engine's counters (from its stats file).
     Status {
         /// Stats file written by `vigil run` ([report] stats_file).
         #[arg(long, default_value = DEFAULT_STATS_FILE)]
         stats_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// What the policy would have done to the flows of these captures: each flow with its verdict
+    /// and rule, then the totals by rule.
+    Test {
+        /// Config file whose policy (and lists, groups, signatures) to apply.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: Format,
+        /// Capture files (pcap or pcapng).
+        #[arg(required = true)]
+        pcaps: Vec<PathBuf>,
     },
 }
 
@@ -115,8 +136,7 @@ fn dispatch(cmd: Command) -> Result<()> {
     match cmd {
         Command::Run { config } => run::run(run::RunOptions { config_path: config }),
         Command::CheckConfig { file } => {
-            let (cfg, policy) = Config::load(&file)?;
-            let sigdb = cfg.classify.load_signatures()?;
+            let vigil::config::Loaded { config: cfg, policy, sigdb } = Config::load(&file)?;
             println!(
                 "{}: OK: queues {}, chains {:?}, {} rule(s), default {}, {} applications in {} categories",
                 file.display(),
@@ -131,7 +151,7 @@ fn dispatch(cmd: Command) -> Result<()> {
         }
         Command::Rules { action } => match action {
             RulesAction::Install { config, netns } => {
-                let (cfg, _) = Config::load(&config)?;
+                let cfg = Config::load(&config)?.config;
                 let report = firewall::install(&run::firewall_spec(&cfg, netns))?;
                 println!("{report}");
                 Ok(())
@@ -143,7 +163,7 @@ fn dispatch(cmd: Command) -> Result<()> {
             }
             RulesAction::Show { config, netns } => {
                 if let Some(path) = config {
-                    let (cfg, _) = Config::load(&path)?;
+                    let cfg = Config::load(&path)?.config;
                     let spec = run::firewall_spec(&cfg, netns.clone());
                     for fam in spec.families() {
                         println!("# what `vigil rules install --config {}` applies ({fam}):", path.display());
@@ -156,11 +176,14 @@ fn dispatch(cmd: Command) -> Result<()> {
             }
         },
         Command::Replay { config, format, pcaps } => {
-            let (cfg, policy) = match &config {
-                Some(path) => Config::load(path)?,
-                None => (Config::default(), Default::default()),
+            let (cfg, policy, sigdb) = match &config {
+                Some(path) => {
+                    let l = Config::load(path)?;
+                    (l.config, l.policy, l.sigdb)
+                }
+                None => (Config::default(), Default::default(), Config::default().classify.load_signatures()?),
             };
-            let sigdb = Arc::new(cfg.classify.load_signatures()?);
+            let sigdb = Arc::new(sigdb);
             let policy = Arc::new(policy);
             let flows = cfg.engine.flows.clone();
             let stdout = std::io::stdout().lock();
@@ -189,6 +212,47 @@ fn dispatch(cmd: Command) -> Result<()> {
             writer.finish().context("writing output")?;
             if failed > 0 {
                 bail!("{failed} of {} capture(s) could not be read completely (flows read before the damage were printed)", pcaps.len());
+            }
+            Ok(())
+        }
+        Command::Policy { action: PolicyAction::Test { config, format, pcaps } } => {
+            let l = Config::load(&config)?;
+            let sigdb = Arc::new(l.sigdb);
+            let policy = Arc::new(l.policy);
+            let mut totals: std::collections::BTreeMap<(String, String), [u64; 3]> = Default::default();
+            let stdout = std::io::stdout().lock();
+            let mut writer = RecordWriter::new(std::io::BufWriter::new(stdout), format);
+            for path in &pcaps {
+                let dns = Arc::new(vigil_dpi::DnsCache::new(l.config.classify.dns_cache_entries));
+                let classify = l.config.classify.classification(sigdb.clone(), dns);
+                replay::replay_file(path, policy.clone(), l.config.engine.flows.clone(), classify, &mut |r| {
+                    let key = (r.rule.as_deref().unwrap_or("(default)").to_string(), r.verdict.to_string());
+                    let t = totals.entry(key).or_default();
+                    t[0] += 1;
+                    t[1] += r.packets_c2s + r.packets_s2c;
+                    t[2] += r.bytes_c2s + r.bytes_s2c;
+                    writer.write(r)
+                })?;
+            }
+            let mut out = writer.finish()?;
+            use std::io::Write;
+            match format {
+                Format::Table => {
+                    writeln!(
+                        out,
+                        "\n{:<24} {:<10} {:>8} {:>10} {:>14}",
+                        "RULE", "VERDICT", "FLOWS", "PACKETS", "BYTES"
+                    )?;
+                    for ((rule, verdict), [f, p, b]) in &totals {
+                        writeln!(out, "{rule:<24} {verdict:<10} {f:>8} {p:>10} {b:>14}")?;
+                    }
+                }
+                Format::Jsonl => {
+                    for ((rule, verdict), [f, p, b]) in &totals {
+                        let v = serde_json::json!({"summary": "rule", "rule": rule, "verdict": verdict, "flows": f, "packets": p, "bytes": b});
+                        writeln!(out, "{v}")?;
+                    }
+                }
             }
             Ok(())
         }

@@ -84,6 +84,8 @@ fn emit(p: &mut Pipeline, s: &mut ReplaySummary, sink: &mut dyn FnMut(FlowRecord
                 s.flows += 1;
                 sink(*rec)?;
             }
+            // Offline there is no kernel state to revoke.
+            Event::Revoke(_) => {}
         }
     }
     Ok(())

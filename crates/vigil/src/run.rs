@@ -65,6 +65,84 @@ pub struct WorkerStats {
     /// Verdicts that asked the kernel to offload a connection.
     pub offload_verdicts: u64,
     pub gso_packets: u64,
+    /// Reject answers sent (resets, ICMP unreachable, block pages).
+    pub injected: u64,
+    /// Offloaded connections sent back from the kernel after a policy change.
+    pub revoked: u64,
+    pub revoke_errors: u64,
+    /// Decision latency over the last samples: packet received by vigil -> verdict sent.
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_max_us: u64,
+}
+
+/// The most recent decision latencies (one per packet), for percentiles in the stats file.
+struct LatencySamples {
+    ring: Vec<u32>,
+    next: usize,
+}
+
+impl Default for LatencySamples {
+    fn default() -> Self {
+        LatencySamples { ring: Vec::with_capacity(8192), next: 0 }
+    }
+}
+
+impl LatencySamples {
+    const CAP: usize = 8192;
+    fn record(&mut self, latency: Duration, packets: usize) {
+        let us = latency.as_micros().min(u128::from(u32::MAX)) as u32;
+        for _ in 0..packets.min(Self::CAP) {
+            if self.ring.len() < Self::CAP {
+                self.ring.push(us);
+            } else {
+                self.ring[self.next] = us;
+                self.next = (self.next + 1) % Self::CAP;
+            }
+        }
+    }
+    fn percentiles(&self) -> (u64, u64, u64) {
+        if self.ring.is_empty() {
+            return (0, 0, 0);
+        }
+        let mut v = self.ring.clone();
+        v.sort_unstable();
+        let at = |q: f64| u64::from(v[((v.len() - 1) as f64 * q) as usize]);
+        (at(0.5), at(0.99), u64::from(*v.last().unwrap_or(&0)))
+    }
+}
+
+/// The kernel's name for an interface index.
+fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// Sends an offloaded, now blocked connection back to userspace: deleting its conntrack entry
+/// makes its next packet a new, unmarked connection that the queue rules send to vigil, where the
+/// flow's (new) decision drops it.
+fn revoke(ct: &mut Option<vigil_nfq::conntrack::Conntrack>, conn: &vigil_engine::Connection, stats: &mut WorkerStats) {
+    let Some(ct) = ct.as_mut() else { return };
+    let tuple = vigil_nfq::conntrack::CtTuple {
+        proto: conn.l4.number(),
+        src: conn.client.0,
+        dst: conn.server.0,
+        sport: conn.client.1,
+        dport: conn.server.1,
+    };
+    match ct.delete(&tuple) {
+        Ok(_) => stats.revoked += 1,
+        Err(e) => {
+            stats.revoke_errors += 1;
+            log::warn!("could not revoke {tuple:?}: {e}");
+        }
+    }
 }
 
 impl WorkerStats {
@@ -131,8 +209,8 @@ pub fn firewall_spec(cfg: &Config, netns: Option<String>) -> firewall::FirewallS
 }
 
 pub fn run(opts: RunOptions) -> Result<()> {
-    let (cfg, policy) = Config::load(&opts.config_path)?;
-    let sigdb = Arc::new(cfg.classify.load_signatures()?);
+    let crate::config::Loaded { config: cfg, policy, sigdb } = Config::load(&opts.config_path)?;
+    let sigdb = Arc::new(sigdb);
     // One DNS cache for all workers: a client's lookup and its connection may hash to different queues.
     let dns_cache = Arc::new(DnsCache::new(cfg.classify.dns_cache_entries));
     let started = Timestamp::now();
@@ -264,10 +342,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
     while !term.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
         if hup.swap(false, Ordering::SeqCst) {
-            let loaded =
-                Config::load(&opts.config_path).and_then(|(c, p)| c.classify.load_signatures().map(|db| (c, p, db)));
-            match loaded {
-                Ok((new_cfg, new_policy, new_sigdb)) => {
+            match Config::load(&opts.config_path) {
+                Ok(crate::config::Loaded { config: new_cfg, policy: new_policy, sigdb: new_sigdb }) => {
                     shared.policy.replace(Rulebook { policy: Arc::new(new_policy), sigdb: Arc::new(new_sigdb) });
                     reloads += 1;
                     log::info!(
@@ -356,6 +432,27 @@ impl Worker {
         let _ = ready.send(Ok(caps.conntrack));
         drop(ready);
 
+        // Reject answers go out through raw sockets; revocations through ctnetlink. Without them
+        // (no privilege, old kernel) reject degrades to a silent drop and revocation to waiting
+        // for the flow to end, with a warning.
+        let injector = match crate::inject::Injector::open(self.offload_mark) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                log::warn!("queue {}: cannot open raw sockets ({e}): `reject` will drop silently", self.qcfg.queue_num);
+                None
+            }
+        };
+        let mut conntrack = match vigil_nfq::conntrack::Conntrack::open() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!(
+                    "queue {}: cannot open ctnetlink ({e}): reloads cannot cut offloaded flows",
+                    self.qcfg.queue_num
+                );
+                None
+            }
+        };
+        let mut latency = LatencySamples::default();
         let (mut generation, book) = self.shared.policy.current();
         let mut pipeline = Pipeline::new(self.pcfg.clone(), book.policy);
         let mut stats = WorkerStats { queue: self.qcfg.queue_num, ..Default::default() };
@@ -370,12 +467,13 @@ impl Worker {
             if g != generation {
                 let (g2, book) = self.shared.policy.current();
                 generation = g2;
-                pipeline.set_policy(book.policy);
                 pipeline.set_signatures(book.sigdb);
+                pipeline.set_policy(book.policy, Timestamp::now());
             }
             let timeout = if stopping_since.is_some() { Duration::from_millis(20) } else { Duration::from_millis(100) };
             let got = match queue.recv(timeout) {
                 Ok(mut batch) => {
+                    let received_at = Instant::now();
                     let now = Timestamp::now();
                     let n = batch.len();
                     let mut plain_accept_upto: Option<u32> = None;
@@ -389,13 +487,32 @@ impl Worker {
                             mark: pkt.mark,
                             src_mac: pkt.hw_addr,
                         };
+                        for idx in [pkt.indev, pkt.outdev].into_iter().flatten() {
+                            if !pipeline.knows_interface(idx) {
+                                if let Some(name) = interface_name(idx) {
+                                    pipeline.set_interface_name(idx, &name);
+                                }
+                            }
+                        }
                         let d = pipeline.process(pkt.payload, &meta, now);
-                        let res = match (d.action, d.offload) {
-                            (Action::Accept, false) => {
+                        for answer in &d.inject {
+                            match injector.as_ref().map(|i| i.send(answer)) {
+                                Some(Ok(())) => stats.injected += 1,
+                                Some(Err(e)) => {
+                                    log::debug!("queue {}: reject answer not sent: {e}", self.qcfg.queue_num)
+                                }
+                                None => {}
+                            }
+                        }
+                        let res = match (d.action, d.offload, d.mark) {
+                            (Action::Accept, false, None) => {
                                 plain_accept_upto = Some(pkt.id);
                                 Ok(())
                             }
-                            (Action::Accept, true) => {
+                            (Action::Accept, false, Some(m)) => {
+                                batch.push_verdict(&Verdict::accept(pkt.id).with_mark(pkt.mark | m))
+                            }
+                            (Action::Accept, true, _) => {
                                 stats.offload_verdicts += 1;
                                 let mark = pkt.mark | self.offload_mark;
                                 let mut v = Verdict::accept(pkt.id).with_mark(mark);
@@ -404,7 +521,7 @@ impl Worker {
                                 }
                                 batch.push_verdict(&v)
                             }
-                            (Action::Drop, _) => batch.push_verdict(&Verdict::drop(pkt.id)),
+                            (Action::Drop, _, _) => batch.push_verdict(&Verdict::drop(pkt.id)),
                         };
                         if let Err(e) = res {
                             log::warn!("queue {}: verdict for packet {} not queued: {e}", self.qcfg.queue_num, pkt.id);
@@ -418,6 +535,10 @@ impl Worker {
                     if let Err(e) = batch.flush() {
                         log::warn!("queue {}: sending verdicts failed: {e}", self.qcfg.queue_num);
                     }
+                    // Decision latency: from the batch's arrival in vigil to its verdicts' send.
+                    if n > 0 {
+                        latency.record(received_at.elapsed(), n);
+                    }
                     n
                 }
                 Err(e) => {
@@ -429,6 +550,7 @@ impl Worker {
             for ev in pipeline.drain_events() {
                 match ev {
                     Event::FlowEnd(rec) => send_record(&self.records, *rec, &self.shared.records_dropped),
+                    Event::Revoke(conn) => revoke(&mut conntrack, &conn, &mut stats),
                 }
             }
             if last_poll.elapsed() >= Duration::from_secs(1) {
@@ -436,6 +558,7 @@ impl Worker {
                 last_poll = Instant::now();
                 stats.pipeline = pipeline.stats();
                 stats.absorb_queue(queue.stats());
+                (stats.latency_p50_us, stats.latency_p99_us, stats.latency_max_us) = latency.percentiles();
                 self.publish(stats);
             }
             if let Some(since) = stopping_since {
@@ -449,6 +572,7 @@ impl Worker {
         for ev in pipeline.drain_events() {
             match ev {
                 Event::FlowEnd(rec) => send_record(&self.records, *rec, &self.shared.records_dropped),
+                Event::Revoke(conn) => revoke(&mut conntrack, &conn, &mut stats),
             }
         }
         stats.pipeline = pipeline.stats();
