@@ -55,7 +55,28 @@ pub struct Classifier {
     /// name, the name too (a TLS flow is identified at its ClientHello, complete after the
     /// ServerHello).
     identified_after: Option<u32>,
+    /// DNS queries waiting for their answer: (transaction id, time), for the answer's latency.
+    dns_pending: Vec<(u16, u64)>,
+    /// DNS answers seen since the last `take_dns_log`.
+    dns_log: Vec<DnsLogEntry>,
 }
+
+/// One answered DNS query, for the DNS log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsLogEntry {
+    pub ts_micros: u64,
+    pub query: String,
+    pub qtype: u16,
+    pub rcode: u8,
+    /// Addresses and CNAME targets, as text.
+    pub answers: Vec<String>,
+    /// Time from the query to this answer, when the query was seen.
+    pub latency_us: Option<u64>,
+}
+
+/// Queries remembered per flow while waiting for answers (bounded: a flood of unanswered
+/// queries must not grow memory).
+const DNS_PENDING_MAX: usize = 16;
 
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +188,8 @@ impl Classifier {
             offered: 0,
             decided_after: None,
             identified_after: None,
+            dns_pending: Vec::new(),
+            dns_log: Vec::new(),
         };
         if let Some(name) = by_ip_protocol(l4) {
             c.facts.protocol = Some(name);
@@ -265,19 +288,49 @@ impl Classifier {
     }
 
     /// DNS answers seen on this flow teach the shared cache which name each address had.
+    /// Each DNS message is taken once: queries wait for their answer (latency), answers go to the
+    /// DNS log and teach the shared cache which name each address had.
     fn learn_dns(&mut self, ctx: &DpiContext<'_>, now: u64) {
-        let Some(dns) = self.facts.dns.as_mut() else { return };
-        if !dns.is_response || dns.answers.is_empty() {
+        let Some(dns) = self.facts.dns.take() else { return };
+        if !dns.is_response {
+            if self.dns_pending.len() >= DNS_PENDING_MAX {
+                self.dns_pending.remove(0);
+            }
+            self.dns_pending.push((dns.id, now));
             return;
         }
+        let latency_us = self
+            .dns_pending
+            .iter()
+            .position(|&(id, _)| id == dns.id)
+            .map(|i| now.saturating_sub(self.dns_pending.remove(i).1));
+        let mut answers = Vec::with_capacity(dns.answers.len());
         // Names a client asked for are the ones worth remembering: follow CNAMEs back to the query.
         let query = dns.query.clone();
-        for a in dns.answers.drain(..) {
-            if let DnsAnswer::Addr { name, addr, ttl } = a {
-                let shown = query.as_deref().unwrap_or(&name);
-                ctx.dns_cache.insert(addr, shown, ttl, now);
+        for a in dns.answers {
+            match a {
+                DnsAnswer::Addr { name, addr, ttl } => {
+                    ctx.dns_cache.insert(addr, query.as_deref().unwrap_or(&name), ttl, now);
+                    answers.push(addr.to_string());
+                }
+                DnsAnswer::Cname { target, .. } => answers.push(target),
             }
         }
+        if let Some(q) = query {
+            self.dns_log.push(DnsLogEntry {
+                ts_micros: now,
+                query: q,
+                qtype: dns.qtype.unwrap_or(0),
+                rcode: dns.rcode.unwrap_or(0),
+                answers,
+                latency_us,
+            });
+        }
+    }
+
+    /// DNS answers seen since the last call (for the DNS log).
+    pub fn take_dns_log(&mut self) -> Vec<DnsLogEntry> {
+        std::mem::take(&mut self.dns_log)
     }
 
     fn complete(&mut self, ctx: &DpiContext<'_>, packets: u32, now: u64) {

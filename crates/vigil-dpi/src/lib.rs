@@ -17,7 +17,7 @@ pub mod reasm;
 pub mod sigdb;
 pub mod view;
 
-pub use classify::{Classifier, ClassifierConfig, DpiContext};
+pub use classify::{Classifier, ClassifierConfig, DnsLogEntry, DpiContext};
 pub use dns_cache::DnsCache;
 pub use facts::{Facts, NameSource};
 pub use sigdb::SignatureDb;

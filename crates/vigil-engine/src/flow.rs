@@ -87,6 +87,8 @@ pub struct FlowDecision {
 
 #[derive(Debug)]
 pub struct Flow {
+    /// Unique per session (interim updates of the session reuse it).
+    pub id: u64,
     pub key: FlowKey,
     /// True when the client is `key.lo`.
     pub client_is_lo: bool,
@@ -112,6 +114,11 @@ pub struct Flow {
     pub in_ifindex: Option<u32>,
     pub out_ifindex: Option<u32>,
     pub src_mac: Option<[u8; 6]>,
+    /// Interface names, when the shell told the pipeline.
+    pub in_if: Option<Arc<str>>,
+    pub out_if: Option<Arc<str>>,
+    /// When the flow was last reported (an interim update).
+    pub last_reported: Timestamp,
 }
 
 /// What is known about the flow's application layer, once classification completed.
@@ -189,6 +196,14 @@ impl Flow {
             None => (FlowVerdict::Undecided, None),
         };
         FlowRecord {
+            id: self.id,
+            community_id: community_id(self.key.l4, (src, sport), (dst, dport)),
+            in_if: self.in_if.as_deref().map(String::from),
+            out_if: self.out_if.as_deref().map(String::from),
+            client_mac: self.src_mac.map(|m| {
+                format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+            }),
+            interim: false,
             proto: self.key.l4.name().into_owned(),
             src,
             sport,
@@ -224,6 +239,23 @@ impl Flow {
 /// public interface: keep them stable.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FlowRecord {
+    /// Unique per session; an interim update and the final record of one session share it.
+    #[serde(default)]
+    pub id: u64,
+    /// Community ID v1 of the 5-tuple (corelight/community-id-spec), to join with other tools.
+    #[serde(default)]
+    pub community_id: String,
+    #[serde(default)]
+    pub in_if: Option<String>,
+    #[serde(default)]
+    pub out_if: Option<String>,
+    /// The client's MAC address, when the gateway saw it (clients on its own segments).
+    #[serde(default)]
+    pub client_mac: Option<String>,
+    /// An interim update of a session still running (long sessions are reported periodically;
+    /// the final record replaces it).
+    #[serde(default)]
+    pub interim: bool,
     pub proto: String,
     pub src: IpAddr,
     pub sport: u16,
@@ -297,5 +329,120 @@ impl std::fmt::Display for FlowVerdict {
             FlowVerdict::Mark => "mark",
             FlowVerdict::Undecided => "undecided",
         })
+    }
+}
+
+/// Community ID v1 (https://github.com/corelight/community-id-spec), seed 0: "1:" + base64 of
+/// SHA-1 over seed, the ordered addresses, protocol, a zero pad byte and the ordered ports. For
+/// ICMP the ports are the type and the type of its counterpart, as the spec says; vigil keys ICMP
+/// flows by echo identifier, so echo flows use the identifier for both (documented deviation).
+pub fn community_id(l4: vigil_wire::L4Proto, a: (IpAddr, u16), b: (IpAddr, u16)) -> String {
+    use sha1::{Digest, Sha1};
+    let bytes = |ip: IpAddr| -> Vec<u8> {
+        match ip {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        }
+    };
+    let (ba, bb) = (bytes(a.0), bytes(b.0));
+    let ((ia, pa), (ib, pb)) = if (ba.as_slice(), a.1) <= (bb.as_slice(), b.1) { ((ba, a.1), (bb, b.1)) } else { ((bb, b.1), (ba, a.1)) };
+    let mut h = Sha1::new();
+    h.update(0u16.to_be_bytes());
+    h.update(&ia);
+    h.update(&ib);
+    h.update([l4.number(), 0]);
+    if matches!(l4, vigil_wire::L4Proto::Tcp | vigil_wire::L4Proto::Udp | vigil_wire::L4Proto::Other(132)) {
+        h.update(pa.to_be_bytes());
+        h.update(pb.to_be_bytes());
+    }
+    format!("1:{}", base64(&h.finalize()))
+}
+
+/// Standard base64 with padding (20 bytes of SHA-1 only: not worth a crate).
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+/// One answered DNS query (the DNS log).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DnsRecord {
+    pub ts: Timestamp,
+    pub client: IpAddr,
+    pub sport: u16,
+    pub server: IpAddr,
+    pub dport: u16,
+    pub query: String,
+    /// Query type number (1 A, 28 AAAA, 5 CNAME, 65 HTTPS...).
+    pub qtype: u16,
+    pub rcode: u8,
+    /// Addresses and CNAME targets, as text.
+    pub answers: Vec<String>,
+    /// From the query to this answer, when the query was seen.
+    pub latency_us: Option<u64>,
+    /// The session (flow id) the message belongs to.
+    pub flow_id: u64,
+}
+
+/// A flow blocked or rejected by the policy (one event per flow, at its decision).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockRecord {
+    pub ts: Timestamp,
+    pub flow_id: u64,
+    pub proto: String,
+    pub client: IpAddr,
+    pub sport: u16,
+    pub server: IpAddr,
+    pub dport: u16,
+    /// The rule, or None for the policy default.
+    pub rule: Option<Arc<str>>,
+    /// "block" or "reject".
+    pub action: FlowVerdict,
+    /// Why: "policy" for a rule, "default" for the policy default, "revoked" when a reload or a
+    /// schedule turned an allowed flow into a blocked one.
+    pub reason: String,
+    pub protocol: Option<Arc<str>>,
+    pub hostname: Option<Arc<str>>,
+    pub app: Option<Arc<str>>,
+    pub category: Option<Arc<str>>,
+}
+
+#[cfg(test)]
+mod community_id_tests {
+    use super::*;
+    use vigil_wire::L4Proto;
+
+    #[test]
+    fn matches_the_spec_examples() {
+        // Baseline values from the community-id-spec repository (seed 0).
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            community_id(L4Proto::Tcp, (a("128.232.110.120"), 34855), (a("66.35.250.204"), 80)),
+            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+        );
+        // Direction does not matter.
+        assert_eq!(
+            community_id(L4Proto::Tcp, (a("66.35.250.204"), 80), (a("128.232.110.120"), 34855)),
+            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+        );
+        assert_eq!(
+            community_id(L4Proto::Udp, (a("192.168.1.52"), 54585), (a("8.8.8.8"), 53)),
+            "1:d/FP5EW3wiY1vCndhwleRRKHowQ="
+        );
+    }
+
+    #[test]
+    fn base64_padding() {
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
     }
 }

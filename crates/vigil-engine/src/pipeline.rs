@@ -1,6 +1,9 @@
 //! The pipeline: parse, track, decide. One instance per worker.
 
-use crate::flow::{Counters, Direction, EndReason, Flow, FlowDecision, FlowKey, FlowRecord, L7Facts, TcpState};
+use crate::flow::{
+    BlockRecord, Counters, Direction, DnsRecord, EndReason, Flow, FlowDecision, FlowKey, FlowRecord, FlowVerdict, L7Facts,
+    TcpState,
+};
 use crate::policy::{Evaluation, FlowFacts, L7View, Policy, RuleAction};
 use crate::table::{FlowTable, FlowTableConfig};
 use crate::time::Timestamp;
@@ -60,6 +63,12 @@ pub enum Event {
     /// An offloaded flow is now blocked (policy reload, schedule): the kernel must send it back
     /// (delete its conntrack entry) so that its next packet is queued and dropped.
     Revoke(Connection),
+    /// A long session is still running: its record so far (`interim = true`).
+    FlowUpdate(Box<FlowRecord>),
+    /// A DNS query was answered.
+    Dns(Box<DnsRecord>),
+    /// A flow was blocked or rejected.
+    Block(Box<BlockRecord>),
 }
 
 /// Counters kept by one pipeline; the shells sum them across workers.
@@ -113,6 +122,11 @@ pub struct PipelineConfig {
     pub offload: bool,
     /// Classify flows (protocol, application, name); None: L3/L4 only.
     pub classify: Option<Classification>,
+    /// Distinguishes this pipeline's flow ids from other workers' and earlier runs' (the high
+    /// 24 bits of every id).
+    pub flow_id_salt: u64,
+    /// Report long sessions every this often while they run (None: only when they end).
+    pub interim_interval: Option<std::time::Duration>,
 }
 
 /// What classification shares across workers: the signature database (swapped on reload) and
@@ -140,6 +154,9 @@ pub struct Pipeline {
     ifnames: std::collections::HashMap<u32, Arc<str>>,
     /// Minute of the last schedule re-check (schedules have minute resolution).
     schedule_minute: u64,
+    next_flow_id: u64,
+    /// Last sweep for interim updates.
+    interim_swept: Timestamp,
 }
 
 /// Resets and block pages a rejected flow may trigger at most (retransmissions would otherwise
@@ -157,6 +174,8 @@ impl Pipeline {
             stats: PipelineStats::default(),
             ifnames: Default::default(),
             schedule_minute: 0,
+            next_flow_id: 0,
+            interim_swept: Timestamp::default(),
         }
     }
 
@@ -197,11 +216,16 @@ impl Pipeline {
             if m.action == old.action && m.rule == old.rule && m.mark == old.mark {
                 return;
             }
-            if flow.offloaded && !m.action.passes() {
-                let (client, server) = (flow.client(), flow.server());
-                events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
-                stats.revoked += 1;
-                flow.offloaded = false;
+            if old.action.passes() && !m.action.passes() {
+                if m.log {
+                    events.push(Event::Block(Box::new(block_record(flow, m.action, m.rule.clone(), "revoked", now))));
+                }
+                if flow.offloaded {
+                    let (client, server) = (flow.client(), flow.server());
+                    events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
+                    stats.revoked += 1;
+                    flow.offloaded = false;
+                }
             }
             flow.decision = Some(FlowDecision {
                 action: m.action,
@@ -265,8 +289,13 @@ impl Pipeline {
     ) -> Decision {
         let (key, lo_to_hi) = FlowKey::of(info);
         let classify = self.cfg.classify.is_some();
+        let id = (self.cfg.flow_id_salt << 40) | (self.next_flow_id & ((1 << 40) - 1));
+        let ifnames = &self.ifnames;
         let (flow, created, evicted) = self.table.get_or_insert_with(key, || {
             let mut flow = new_flow(key, lo_to_hi, info, meta, now);
+            flow.id = id;
+            flow.in_if = meta.in_ifindex.and_then(|i| ifnames.get(&i).cloned());
+            flow.out_if = meta.out_ifindex.and_then(|i| ifnames.get(&i).cloned());
             if classify {
                 flow.classifier = Some(Box::new(Classifier::new(key.l4, flow.client(), flow.server())));
             }
@@ -274,6 +303,7 @@ impl Pipeline {
         });
         if created {
             self.stats.flows_created += 1;
+            self.next_flow_id += 1;
         }
         if let Some((evicted, reason)) = evicted {
             self.stats.flows_evicted += 1;
@@ -314,6 +344,21 @@ impl Pipeline {
                 ts_micros: now.micros(),
             };
             cls.on_packet(&view, &c.context());
+            for e in cls.take_dns_log() {
+                self.events.push(Event::Dns(Box::new(DnsRecord {
+                    ts: Timestamp::from_micros(e.ts_micros),
+                    client: client.0,
+                    sport: client.1,
+                    server: server.0,
+                    dport: server.1,
+                    query: e.query,
+                    qtype: e.qtype,
+                    rcode: e.rcode,
+                    answers: e.answers,
+                    latency_us: e.latency_us,
+                    flow_id: flow.id,
+                })));
+            }
             if !cls.wants_more() {
                 flow.l7 = L7Facts::from_classifier(cls);
                 flow.classifier = None;
@@ -373,6 +418,7 @@ impl Pipeline {
     /// Expires idle flows, and re-checks decisions when a schedule may have changed (each
     /// minute, if the policy has schedules). Call about once a second.
     pub fn poll(&mut self, now: Timestamp) {
+        self.interim_updates(now);
         let minute = now.micros() / 60_000_000;
         if self.policy.has_schedules() && minute != self.schedule_minute {
             self.schedule_minute = minute;
@@ -398,6 +444,37 @@ impl Pipeline {
             }
         });
         self.stats.flows_ended += n;
+    }
+
+    /// Reports sessions that have run for `interim_interval` since they were last reported. The
+    /// sweep runs at most every tenth of the interval, so a report is at most 10% late.
+    fn interim_updates(&mut self, now: Timestamp) {
+        let Some(every) = self.cfg.interim_interval else { return };
+        if now.saturating_sub(self.interim_swept) < every / 10 {
+            return;
+        }
+        self.interim_swept = now;
+        let events = &mut self.events;
+        self.table.for_each_mut(|flow| {
+            if flow.ended_by.is_none()
+                && now.saturating_sub(flow.first_seen) >= every
+                && now.saturating_sub(flow.last_reported) >= every
+                && flow.decision.as_ref().is_none_or(|d| d.log)
+            {
+                flow.last_reported = now;
+                let mut rec = flow.record(EndReason::Timeout);
+                if let Some(c) = &flow.classifier {
+                    // Classification still running: report what is known so far.
+                    let l7 = L7Facts::from_classifier(c);
+                    rec.protocol = l7.protocol.unwrap_or_else(|| Arc::from("Unknown"));
+                    rec.app = l7.app;
+                    rec.category = l7.category;
+                    rec.hostname = l7.hostname;
+                }
+                rec.interim = true;
+                events.push(Event::FlowUpdate(Box::new(rec)));
+            }
+        });
     }
 
     /// Replaces the signature database (reload); flows being classified use it from now on.
@@ -492,6 +569,27 @@ fn reject_answers(
     }
 }
 
+fn block_record(flow: &Flow, action: RuleAction, rule: Option<Arc<str>>, reason: &str, now: Timestamp) -> BlockRecord {
+    let (client, server) = (flow.client(), flow.server());
+    let l7 = l7_view(flow).unwrap_or_default();
+    BlockRecord {
+        ts: now,
+        flow_id: flow.id,
+        proto: flow.key.l4.name().into_owned(),
+        client: client.0,
+        sport: client.1,
+        server: server.0,
+        dport: server.1,
+        rule,
+        action: FlowVerdict::from(action),
+        reason: reason.to_string(),
+        protocol: l7.protocol.map(Arc::from),
+        hostname: l7.hostname.map(Arc::from),
+        app: l7.app.map(Arc::from),
+        category: l7.category.map(Arc::from),
+    }
+}
+
 /// Flows decided by a rule with `log = false` are not reported.
 fn logged(flow: &Flow) -> bool {
     flow.decision.as_ref().is_none_or(|d| d.log)
@@ -549,6 +647,10 @@ fn new_flow(key: FlowKey, lo_to_hi: bool, info: &PacketInfo<'_>, meta: &PacketMe
         in_ifindex: meta.in_ifindex,
         out_ifindex: meta.out_ifindex,
         src_mac: meta.src_mac,
+        in_if: None,
+        out_if: None,
+        last_reported: now,
+        id: 0,
     }
 }
 
@@ -623,14 +725,14 @@ mod tests {
         let doc: Doc = toml::from_str(policy_toml).unwrap();
         let policy = Arc::new(Policy::compile(&doc.policy).unwrap());
         let flows = FlowTableConfig { max_flows: 4, ..FlowTableConfig::default() };
-        Pipeline::new(PipelineConfig { flows, offload, classify: None }, policy)
+        Pipeline::new(PipelineConfig { flows, offload, classify: None, ..Default::default() }, policy)
     }
 
     fn records(p: &mut Pipeline) -> Vec<FlowRecord> {
         p.drain_events()
             .filter_map(|e| match e {
                 Event::FlowEnd(r) => Some(*r),
-                Event::Revoke(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -777,7 +879,7 @@ mod tests {
         let policy = Arc::new(Policy::compile_with(&doc.policy, &ctx).unwrap());
         let classify = Classification { sigdb, dns_cache: Arc::new(DnsCache::new(1024)), config: Default::default() };
         Pipeline::new(
-            PipelineConfig { flows: FlowTableConfig::default(), offload: true, classify: Some(classify) },
+            PipelineConfig { flows: FlowTableConfig::default(), offload: true, classify: Some(classify), ..Default::default() },
             policy,
         )
     }

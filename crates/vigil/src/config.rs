@@ -288,15 +288,23 @@ fn de_mark<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 }
 
 /// `[report]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportConfig {
+    /// Report long sessions every this many seconds while they run (0: only when they end).
+    pub interim_interval: u64,
     /// Session database (SQLite). Accepted now; written by the reports subsystem.
     pub sqlite: Option<PathBuf>,
     /// Append every finished flow as one JSON line (the `replay --format jsonl` fields).
     pub flow_log: Option<PathBuf>,
     /// Live counters, rewritten every second as JSON (read by `vigil status`).
     pub stats_file: Option<PathBuf>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { interim_interval: 300, sqlite: None, flow_log: None, stats_file: None }
+    }
 }
 
 pub const DEFAULT_STATS_FILE: &str = "/run/vigil/stats.json";

@@ -40,7 +40,7 @@ pub fn replay_file(
     sink: &mut dyn FnMut(FlowRecord) -> Result<()>,
 ) -> Result<ReplaySummary> {
     let mut reader = CaptureReader::open(path).with_context(|| format!("cannot read capture {}", path.display()))?;
-    let mut pipeline = Pipeline::new(PipelineConfig { flows, offload: false, classify }, policy);
+    let mut pipeline = Pipeline::new(PipelineConfig { flows, offload: false, classify, ..Default::default() }, policy);
     let meta = PacketMeta::default();
     let mut summary = ReplaySummary::default();
     let mut last_poll = 0u64;
@@ -84,8 +84,8 @@ fn emit(p: &mut Pipeline, s: &mut ReplaySummary, sink: &mut dyn FnMut(FlowRecord
                 s.flows += 1;
                 sink(*rec)?;
             }
-            // Offline there is no kernel state to revoke.
-            Event::Revoke(_) => {}
+            // Offline there is no kernel state to revoke; replay reports sessions only.
+            Event::Revoke(_) | Event::FlowUpdate(_) | Event::Dns(_) | Event::Block(_) => {}
         }
     }
     Ok(())

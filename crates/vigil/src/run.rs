@@ -230,7 +230,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     // Flow log writer.
-    let (rec_tx, rec_rx) = crossbeam_channel::bounded::<FlowRecord>(65_536);
+    let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Output>(65_536);
     let writer = spawn_flow_writer(cfg.report.flow_log.clone(), rec_rx)?;
 
     // Bind every queue before any rule sends traffic to it.
@@ -249,6 +249,11 @@ pub fn run(opts: RunOptions) -> Result<()> {
             flows: cfg.engine.flows.clone(),
             offload: cfg.engine.offload,
             classify: cfg.classify.classification(sigdb.clone(), dns_cache.clone()),
+            // Session ids: 24 bits that differ per worker and per run, 40 bits of counter.
+            flow_id_salt: (started.micros() / 1_000_000 ^ u64::from(std::process::id()) << 8).wrapping_add(slot as u64)
+                & 0xff_ffff,
+            interim_interval: (cfg.report.interim_interval > 0)
+                .then(|| Duration::from_secs(cfg.report.interim_interval)),
         };
         let worker = Worker {
             slot,
@@ -413,7 +418,7 @@ struct Worker {
     pcfg: PipelineConfig,
     offload_mark: u32,
     shared: Arc<Shared>,
-    records: Sender<FlowRecord>,
+    records: Sender<Output>,
 }
 
 impl Worker {
@@ -549,8 +554,8 @@ impl Worker {
             };
             for ev in pipeline.drain_events() {
                 match ev {
-                    Event::FlowEnd(rec) => send_record(&self.records, *rec, &self.shared.records_dropped),
                     Event::Revoke(conn) => revoke(&mut conntrack, &conn, &mut stats),
+                    other => send_record(&self.records, other, &self.shared.records_dropped),
                 }
             }
             if last_poll.elapsed() >= Duration::from_secs(1) {
@@ -571,8 +576,8 @@ impl Worker {
         pipeline.finish(EndReason::Shutdown);
         for ev in pipeline.drain_events() {
             match ev {
-                Event::FlowEnd(rec) => send_record(&self.records, *rec, &self.shared.records_dropped),
                 Event::Revoke(conn) => revoke(&mut conntrack, &conn, &mut stats),
+                other => send_record(&self.records, other, &self.shared.records_dropped),
             }
         }
         stats.pipeline = pipeline.stats();
@@ -590,8 +595,22 @@ impl Worker {
     }
 }
 
-fn send_record(tx: &Sender<FlowRecord>, rec: FlowRecord, dropped: &AtomicU64) {
-    match tx.try_send(rec) {
+/// What the workers hand to the output thread.
+pub enum Output {
+    /// A finished session (`interim = false`) or an interim update of a running one.
+    Flow(FlowRecord),
+    Dns(vigil_engine::DnsRecord),
+    Block(vigil_engine::BlockRecord),
+}
+
+fn send_record(tx: &Sender<Output>, ev: Event, dropped: &AtomicU64) {
+    let out = match ev {
+        Event::FlowEnd(r) | Event::FlowUpdate(r) => Output::Flow(*r),
+        Event::Dns(d) => Output::Dns(*d),
+        Event::Block(b) => Output::Block(*b),
+        Event::Revoke(_) => return,
+    };
+    match tx.try_send(out) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             // The packet path never waits on output; a full queue is counted.
@@ -600,7 +619,7 @@ fn send_record(tx: &Sender<FlowRecord>, rec: FlowRecord, dropped: &AtomicU64) {
     }
 }
 
-fn spawn_flow_writer(path: Option<PathBuf>, rx: Receiver<FlowRecord>) -> Result<JoinHandle<()>> {
+fn spawn_flow_writer(path: Option<PathBuf>, rx: Receiver<Output>) -> Result<JoinHandle<()>> {
     let mut out: Option<std::io::BufWriter<std::fs::File>> = match &path {
         Some(p) => {
             if let Some(dir) = p.parent() {
@@ -618,7 +637,9 @@ fn spawn_flow_writer(path: Option<PathBuf>, rx: Receiver<FlowRecord>) -> Result<
     Ok(std::thread::Builder::new().name("vigil-flowlog".into()).spawn(move || {
         loop {
             match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(rec) => {
+                Ok(Output::Dns(_) | Output::Block(_)) => {}
+                Ok(Output::Flow(rec)) if rec.interim => {}
+                Ok(Output::Flow(rec)) => {
                     if let Some(w) = out.as_mut() {
                         if serde_json::to_writer(&mut *w, &rec).is_ok() {
                             let _ = w.write_all(b"\n");
