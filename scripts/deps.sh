@@ -11,6 +11,7 @@ packages=(
     openssl ca-certificates                     # the lab's HTTPS server certificate
     socat netcat-openbsd tcpdump conntrack      # test helpers
     build-essential pkg-config                  # a C compiler for crates with C parts
+    clickhouse-server clickhouse-client         # vigil-sinks' ClickHouse test runs a private server
 )
 missing=()
 for p in "${packages[@]}"; do

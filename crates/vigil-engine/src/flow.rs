@@ -200,9 +200,9 @@ impl Flow {
             community_id: community_id(self.key.l4, (src, sport), (dst, dport)),
             in_if: self.in_if.as_deref().map(String::from),
             out_if: self.out_if.as_deref().map(String::from),
-            client_mac: self.src_mac.map(|m| {
-                format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
-            }),
+            client_mac: self
+                .src_mac
+                .map(|m| format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])),
             interim: false,
             proto: self.key.l4.name().into_owned(),
             src,
@@ -345,7 +345,8 @@ pub fn community_id(l4: vigil_wire::L4Proto, a: (IpAddr, u16), b: (IpAddr, u16))
         }
     };
     let (ba, bb) = (bytes(a.0), bytes(b.0));
-    let ((ia, pa), (ib, pb)) = if (ba.as_slice(), a.1) <= (bb.as_slice(), b.1) { ((ba, a.1), (bb, b.1)) } else { ((bb, b.1), (ba, a.1)) };
+    let ((ia, pa), (ib, pb)) =
+        if (ba.as_slice(), a.1) <= (bb.as_slice(), b.1) { ((ba, a.1), (bb, b.1)) } else { ((bb, b.1), (ba, a.1)) };
     let mut h = Sha1::new();
     h.update(0u16.to_be_bytes());
     h.update(&ia);
@@ -363,7 +364,8 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
         out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });

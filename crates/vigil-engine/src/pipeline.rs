@@ -1,8 +1,8 @@
 //! The pipeline: parse, track, decide. One instance per worker.
 
 use crate::flow::{
-    BlockRecord, Counters, Direction, DnsRecord, EndReason, Flow, FlowDecision, FlowKey, FlowRecord, FlowVerdict, L7Facts,
-    TcpState,
+    BlockRecord, Counters, Direction, DnsRecord, EndReason, Flow, FlowDecision, FlowKey, FlowRecord, FlowVerdict,
+    L7Facts, TcpState,
 };
 use crate::policy::{Evaluation, FlowFacts, L7View, Policy, RuleAction};
 use crate::table::{FlowTable, FlowTableConfig};
@@ -220,12 +220,12 @@ impl Pipeline {
                 if m.log {
                     events.push(Event::Block(Box::new(block_record(flow, m.action, m.rule.clone(), "revoked", now))));
                 }
-                if flow.offloaded {
-                    let (client, server) = (flow.client(), flow.server());
-                    events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
-                    stats.revoked += 1;
-                    flow.offloaded = false;
-                }
+                // Revoke whether offloaded or not: a flow past the `queue_packets` cap has left
+                // the queue too, and only a fresh conntrack entry brings its packets back.
+                let (client, server) = (flow.client(), flow.server());
+                events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
+                stats.revoked += 1;
+                flow.offloaded = false;
             }
             flow.decision = Some(FlowDecision {
                 action: m.action,
@@ -369,6 +369,18 @@ impl Pipeline {
             let resolver = self.cfg.classify.as_ref().map(|c| c.dns_cache.as_ref());
             let facts = flow_facts(flow, l7_view(flow), &self.ifnames, resolver, now);
             if let Evaluation::Decided(m) = policy.evaluate(&facts) {
+                if !m.action.passes() && m.log {
+                    let reason = if m.rule.is_some() { "policy" } else { "default" };
+                    self.events.push(Event::Block(Box::new(block_record(flow, m.action, m.rule.clone(), reason, now))));
+                }
+                // Packets that passed while the decision waited made the kernel confirm the
+                // connection, and they count towards the `queue_packets` cap: without a fresh
+                // conntrack entry, the packets past the cap would skip vigil and pass.
+                if !m.action.passes() && flow.c2s.packets + flow.s2c.packets > 1 {
+                    let (client, server) = (flow.client(), flow.server());
+                    self.events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
+                    self.stats.revoked += 1;
+                }
                 flow.decision = Some(FlowDecision {
                     action: m.action,
                     rule: m.rule,
@@ -855,10 +867,15 @@ mod tests {
         assert_eq!((d.action, d.offload), (Action::Accept, true));
         let cfg: PolicyConfig = toml::from_str("default='block'").unwrap();
         p.set_policy(Arc::new(Policy::compile(&cfg).unwrap()), Timestamp::from_secs(2));
-        let revoked: Vec<Event> = p.drain_events().collect();
+        let events: Vec<Event> = p.drain_events().collect();
+        let revoked: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::Revoke(_))).collect();
         assert!(
             matches!(&revoked[..], [Event::Revoke(c)] if c.client == (C.into(), 7000) && c.server == (S.into(), 9999)),
-            "{revoked:?}"
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Block(b) if b.reason == "revoked")),
+            "a revoked flow is reported as blocked: {events:?}"
         );
         // The flow's packets that come back from the kernel are dropped.
         assert_eq!(p.process(&pkt, &m, Timestamp::from_secs(2)).action, Action::Drop);
@@ -879,7 +896,12 @@ mod tests {
         let policy = Arc::new(Policy::compile_with(&doc.policy, &ctx).unwrap());
         let classify = Classification { sigdb, dns_cache: Arc::new(DnsCache::new(1024)), config: Default::default() };
         Pipeline::new(
-            PipelineConfig { flows: FlowTableConfig::default(), offload: true, classify: Some(classify), ..Default::default() },
+            PipelineConfig {
+                flows: FlowTableConfig::default(),
+                offload: true,
+                classify: Some(classify),
+                ..Default::default()
+            },
             policy,
         )
     }
@@ -958,5 +980,48 @@ mod tests {
         }
         let d = p.process(&v4(17, C, 50001, S, 443, 0, &[0u8; 40]), &m, t);
         assert_eq!(d.action, Action::Accept);
+    }
+}
+
+#[cfg(test)]
+mod late_block_tests {
+    use super::*;
+    use crate::policy::PolicyConfig;
+    use vigil_dpi::{DnsCache, SignatureDb};
+
+    /// A flow blocked after packets passed while the decision waited has a confirmed conntrack
+    /// entry that counts towards the queue cap: the block must come with a revocation.
+    #[test]
+    fn a_flow_blocked_after_passing_packets_is_revoked() {
+        let cfg: PolicyConfig = toml::from_str(
+            "[[rules]]\nname='names'\naction='block'\nhostnames=['*.blocked.test']\n\
+             [[rules]]\nname='no-5353'\naction='block'\nl4='udp'\ndst_ports=[5353]\n",
+        )
+        .unwrap();
+        let sigdb = Arc::new(SignatureDb::builtin().unwrap());
+        let classify = Classification { sigdb, dns_cache: Arc::new(DnsCache::new(64)), config: Default::default() };
+        let mut p = Pipeline::new(
+            PipelineConfig { classify: Some(classify), offload: true, ..Default::default() },
+            Arc::new(Policy::compile(&cfg).unwrap()),
+        );
+        let mut revoked_at = None;
+        for i in 0..40u64 {
+            let payload = format!("msg-{i}");
+            let mut pkt = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 1, 2, 198, 18, 2, 2];
+            pkt.extend_from_slice(&40000u16.to_be_bytes());
+            pkt.extend_from_slice(&5353u16.to_be_bytes());
+            pkt.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            pkt.extend_from_slice(&[0, 0]);
+            pkt.extend_from_slice(payload.as_bytes());
+            let total = pkt.len() as u16;
+            pkt[2..4].copy_from_slice(&total.to_be_bytes());
+            let d = p.process(&pkt, &PacketMeta::default(), Timestamp::from_secs(100 + i));
+            if p.drain_events().any(|e| matches!(e, Event::Revoke(_))) {
+                revoked_at.get_or_insert((i, d.action));
+            }
+        }
+        let (at, action) = revoked_at.expect("the late block was revoked");
+        assert!(at > 0, "decided after the first packet in this setup");
+        assert_eq!(action, Action::Drop);
     }
 }

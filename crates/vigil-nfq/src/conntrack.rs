@@ -6,7 +6,9 @@
 //! next packet is queued to user space again) or [`Conntrack::delete`] drops
 //! the entry (the next packet creates a new entry, which is queued again).
 //! [`Conntrack::get`] reads an entry, including its counters when
-//! `net.netfilter.nf_conntrack_acct=1`.
+//! `net.netfilter.nf_conntrack_acct=1`; [`Conntrack::dump`] lists the whole
+//! table (both families), e.g. to reconcile counters after conntrack events
+//! were lost (see [`crate::ct_events`]).
 //!
 //! Layout (see `include/uapi/linux/netfilter/nfnetlink_conntrack.h`): same
 //! `NETLINK_NETFILTER` socket family and nfgenmsg header as
@@ -54,17 +56,42 @@ pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 pub const IPCTNL_MSG_CT_NEW: u16 = 0;
 pub const IPCTNL_MSG_CT_GET: u16 = 1;
 pub const IPCTNL_MSG_CT_DELETE: u16 = 2;
+/// A dump that atomically reads and zeroes the counters.
+pub const IPCTNL_MSG_CT_GET_CTRZERO: u16 = 3;
 
 /// `enum ctattr_type` (subset; `CTA_MARK` and `CTA_ID` are re-exported from
 /// [`crate::wire`]).
 pub const CTA_TUPLE_ORIG: u16 = 1;
 pub const CTA_TUPLE_REPLY: u16 = 2;
 pub const CTA_STATUS: u16 = 3;
+pub const CTA_PROTOINFO: u16 = 4;
 pub const CTA_TIMEOUT: u16 = 7;
 pub const CTA_COUNTERS_ORIG: u16 = 9;
 pub const CTA_COUNTERS_REPLY: u16 = 10;
 pub const CTA_ZONE: u16 = 18;
+pub const CTA_TIMESTAMP: u16 = 20;
 pub const CTA_MARK_MASK: u16 = 21;
+/// When the event was generated (Linux >= 6.2, with timestamps on).
+pub const CTA_TIMESTAMP_EVENT: u16 = 27;
+
+/// `enum ctattr_protoinfo` / `enum ctattr_protoinfo_tcp` (subset).
+pub const CTA_PROTOINFO_TCP: u16 = 1;
+pub const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+
+/// `enum ctattr_tstamp`.
+pub const CTA_TIMESTAMP_START: u16 = 1;
+pub const CTA_TIMESTAMP_STOP: u16 = 2;
+
+/// `nlmsg_flags` of dumps and events (not in [`crate::wire`]).
+pub const NLM_F_MULTI: u16 = 0x2;
+/// The dump was interrupted by a table change: entries may be missing or
+/// repeated.
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+/// `NLM_F_ROOT | NLM_F_MATCH`.
+pub const NLM_F_DUMP: u16 = 0x300;
+/// On an event: `NLM_F_CREATE | NLM_F_EXCL` mark a NEW (not UPDATE) event.
+pub const NLM_F_EXCL: u16 = 0x200;
+pub const NLM_F_CREATE: u16 = 0x400;
 
 /// `enum ctattr_tuple`.
 pub const CTA_TUPLE_IP: u16 = 1;
@@ -250,8 +277,36 @@ pub struct CtEntry {
     pub bytes_reply: Option<u64>,
     /// `CTA_STATUS`: `IPS_*` bits.
     pub status: u32,
-    /// `CTA_TIMEOUT`: seconds until the entry expires.
+    /// `CTA_TIMEOUT`: seconds until the entry expires (absent in DESTROY
+    /// events).
     pub timeout: Option<u32>,
+    /// `CTA_ZONE` (0, the default zone, when absent).
+    pub zone: u16,
+    /// `CTA_TIMESTAMP_START`/`_STOP`: wall-clock nanoseconds since the Unix
+    /// epoch when the entry was created / destroyed; present when
+    /// `net.netfilter.nf_conntrack_timestamp` was on when the entry was
+    /// created (`stop` only in DESTROY events).
+    pub timestamp_start: Option<u64>,
+    pub timestamp_stop: Option<u64>,
+    /// `CTA_TIMESTAMP_EVENT`: wall-clock nanoseconds when the kernel
+    /// generated this event (events only; Linux >= 6.2 with
+    /// `nf_conntrack_timestamp` on).
+    pub timestamp_event: Option<u64>,
+    /// `CTA_PROTOINFO_TCP_STATE`: `enum tcp_conntrack` (3 = ESTABLISHED,
+    /// 7 = TIME_WAIT, 8 = CLOSE, ...), TCP only.
+    pub tcp_state: Option<u8>,
+}
+
+impl CtEntry {
+    /// Bytes in both directions (L3 lengths); `None` without accounting.
+    pub fn bytes_total(&self) -> Option<u64> {
+        Some(self.bytes_orig?.saturating_add(self.bytes_reply?))
+    }
+
+    /// Packets in both directions; `None` without accounting.
+    pub fn packets_total(&self) -> Option<u64> {
+        Some(self.packets_orig?.saturating_add(self.packets_reply?))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -352,6 +407,59 @@ pub fn encode_set_mark(
         }
         None => put_be32(buf, CTA_MARK, mark),
     })
+}
+
+/// What a dump lists and whether it zeroes counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DumpRequest {
+    /// `AF_INET`, `AF_INET6`, or 0 (`AF_UNSPEC`) for both.
+    pub family: u8,
+    /// Only entries with `mark & mask == value & mask` (`CTA_MARK` +
+    /// `CTA_MARK_MASK`, filtered in the kernel).
+    pub mark: Option<(u32, u32)>,
+    /// `IPCTNL_MSG_CT_GET_CTRZERO`: each entry's counters are read and reset
+    /// to zero atomically.
+    pub zero_counters: bool,
+}
+
+impl DumpRequest {
+    /// Every entry of both families.
+    pub fn all() -> Self {
+        DumpRequest::default()
+    }
+
+    /// Entries with `mark & mask == value & mask`.
+    pub fn with_mark(mut self, value: u32, mask: u32) -> Self {
+        self.mark = Some((value & mask, mask));
+        self
+    }
+
+    /// Only `AF_INET` or `AF_INET6` entries.
+    pub fn with_family(mut self, family: u8) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// Read and zero the counters ([`IPCTNL_MSG_CT_GET_CTRZERO`]).
+    pub fn zeroing_counters(mut self) -> Self {
+        self.zero_counters = true;
+        self
+    }
+}
+
+/// A dump request (`NLM_F_REQUEST | NLM_F_DUMP`) of the conntrack table.
+/// Returns the number of bytes appended.
+pub fn encode_dump(buf: &mut Vec<u8>, seq: u32, req: &DumpRequest) -> usize {
+    let before = buf.len();
+    let msg = if req.zero_counters { IPCTNL_MSG_CT_GET_CTRZERO } else { IPCTNL_MSG_CT_GET };
+    let start = start_nfnl_msg(buf, ct_msg_type(msg), NLM_F_REQUEST | NLM_F_DUMP, seq, req.family, 0);
+    if let Some((value, mask)) = req.mark {
+        put_be32(buf, CTA_MARK, value);
+        put_be32(buf, CTA_MARK_MASK, mask);
+    }
+    finish_msg(buf, start);
+    buf.len() - before
 }
 
 // ---------------------------------------------------------------------------
@@ -457,12 +565,54 @@ fn parse_counters(nest: &[u8]) -> Result<(Option<u64>, Option<u64>), CtError> {
     Ok((packets, bytes))
 }
 
+/// `(start, stop)` of a `CTA_TIMESTAMP` nest.
+fn parse_timestamp(nest: &[u8]) -> Result<(Option<u64>, Option<u64>), CtError> {
+    let (mut start, mut stop) = (None, None);
+    for a in attrs(nest) {
+        let (ty, data) = a?;
+        match ty {
+            CTA_TIMESTAMP_START => start = Some(attr_u64("CTA_TIMESTAMP_START", data)?),
+            CTA_TIMESTAMP_STOP => stop = Some(attr_u64("CTA_TIMESTAMP_STOP", data)?),
+            _ => {} // CTA_TIMESTAMP_PAD
+        }
+    }
+    Ok((start, stop))
+}
+
+/// `CTA_PROTOINFO_TCP_STATE` of a `CTA_PROTOINFO` nest (other protocols'
+/// protoinfo: `None`).
+fn parse_tcp_state(nest: &[u8]) -> Result<Option<u8>, CtError> {
+    let mut state = None;
+    for a in attrs(nest) {
+        let (ty, data) = a?;
+        if ty == CTA_PROTOINFO_TCP {
+            for a in attrs(data) {
+                let (ty, data) = a?;
+                if ty == CTA_PROTOINFO_TCP_STATE {
+                    state = Some(attr_u8("CTA_PROTOINFO_TCP_STATE", data)?);
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Whether `ty` is a ctnetlink message carrying one entry: the answer to
+/// `IPCTNL_MSG_CT_GET` and dump entries (`CT_NEW` on Linux 6.18; the
+/// request's type, `CT_GET`/`CT_GET_CTRZERO`, is accepted too), or an event
+/// (`CT_NEW` for new and update events, `CT_DELETE` for destroy events).
+pub fn is_entry_msg_type(ty: u16) -> bool {
+    [IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET_CTRZERO]
+        .iter()
+        .any(|&m| ty == ct_msg_type(m))
+}
+
 /// Decode one conntrack entry message (header included): the answer to
-/// `IPCTNL_MSG_CT_GET`, a dump entry or an event (`IPCTNL_MSG_CT_NEW` or
-/// `IPCTNL_MSG_CT_DELETE`). Unknown attributes are ignored.
+/// `IPCTNL_MSG_CT_GET`, a dump entry or an event (see
+/// [`is_entry_msg_type`]). Unknown attributes are ignored.
 pub fn parse_entry(msg: &[u8]) -> Result<CtEntry, CtError> {
     let hdr = NlMsgHdr::parse(msg)?;
-    if hdr.ty != ct_msg_type(IPCTNL_MSG_CT_NEW) && hdr.ty != ct_msg_type(IPCTNL_MSG_CT_DELETE) {
+    if !is_entry_msg_type(hdr.ty) {
         return Err(WireError::UnexpectedType(hdr.ty).into());
     }
     let len = hdr.len as usize;
@@ -498,6 +648,11 @@ pub fn parse_entry(msg: &[u8]) -> Result<CtEntry, CtError> {
         bytes_reply: None,
         status: 0,
         timeout: None,
+        zone: 0,
+        timestamp_start: None,
+        timestamp_stop: None,
+        timestamp_event: None,
+        tcp_state: None,
     };
     for a in attrs(body) {
         let (ty, data) = a?;
@@ -510,6 +665,10 @@ pub fn parse_entry(msg: &[u8]) -> Result<CtEntry, CtError> {
             CTA_ID => id = Some(attr_u32("CTA_ID", data)?),
             CTA_COUNTERS_ORIG => (e.packets_orig, e.bytes_orig) = parse_counters(data)?,
             CTA_COUNTERS_REPLY => (e.packets_reply, e.bytes_reply) = parse_counters(data)?,
+            CTA_ZONE => e.zone = attr_u16("CTA_ZONE", data)?,
+            CTA_TIMESTAMP => (e.timestamp_start, e.timestamp_stop) = parse_timestamp(data)?,
+            CTA_TIMESTAMP_EVENT => e.timestamp_event = Some(attr_u64("CTA_TIMESTAMP_EVENT", data)?),
+            CTA_PROTOINFO => e.tcp_state = parse_tcp_state(data)?,
             _ => {}
         }
     }
@@ -641,6 +800,128 @@ impl Conntrack {
             // An ACK without an entry: not expected from the kernel.
             Answer::Ok(None) => Err(NfqError::Conntrack(CtError::MissingAttr("entry in the answer to get"))),
             Answer::NotFound => Ok(None),
+        }
+    }
+
+    /// List every conntrack entry of both families (`IPCTNL_MSG_CT_GET`
+    /// with `NLM_F_DUMP`, `AF_UNSPEC`), calling `f` for each. Returns how
+    /// many entries were delivered.
+    ///
+    /// A dump is not a snapshot: entries created or destroyed while it runs
+    /// may or may not be listed (and when the kernel flags the dump as
+    /// interrupted, `NLM_F_DUMP_INTR`, one may be listed twice). Entries the
+    /// decoder refuses are skipped (logged); they are not counted.
+    pub fn dump(&mut self, f: impl FnMut(CtEntry)) -> Result<usize, NfqError> {
+        self.dump_with(&DumpRequest::all(), f)
+    }
+
+    /// [`Conntrack::dump`] of the entries whose connmark has `value` in the
+    /// bits of `mask` (filtered by the kernel), e.g. only offloaded flows.
+    pub fn dump_marked(&mut self, value: u32, mask: u32, f: impl FnMut(CtEntry)) -> Result<usize, NfqError> {
+        self.dump_with(&DumpRequest::all().with_mark(value, mask), f)
+    }
+
+    /// [`Conntrack::dump`] that also **resets every listed entry's
+    /// counters** (`IPCTNL_MSG_CT_GET_CTRZERO`): each entry reports the
+    /// traffic since the previous zeroing. The counters of later DESTROY
+    /// events and of `get` then only cover the time since the last zeroing
+    /// too, so a caller must use one scheme consistently.
+    pub fn dump_zero_counters(&mut self, f: impl FnMut(CtEntry)) -> Result<usize, NfqError> {
+        self.dump_with(&DumpRequest::all().zeroing_counters(), f)
+    }
+
+    /// A dump as described by `req`; see [`Conntrack::dump`].
+    pub fn dump_with(&mut self, req: &DumpRequest, mut f: impl FnMut(CtEntry)) -> Result<usize, NfqError> {
+        let mut tries = 0;
+        loop {
+            let seq = self.next_seq();
+            let mut msg = Vec::with_capacity(64);
+            encode_dump(&mut msg, seq, req);
+            send_all(self.fd.as_raw_fd(), &msg).map_err(|source| NfqError::Io { op: "send conntrack dump", source })?;
+            match self.read_dump(seq, &mut f) {
+                // EAGAIN comes before any entry (module auto-load).
+                Err(NfqError::Kernel { errno, .. }) if errno == libc::EAGAIN && tries < EAGAIN_RETRIES => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// Read the multipart answer to dump `seq` until `NLMSG_DONE`. The
+    /// timeout applies to each datagram, not to the whole dump.
+    fn read_dump(&mut self, seq: u32, f: &mut dyn FnMut(CtEntry)) -> Result<usize, NfqError> {
+        let fd = self.fd.as_raw_fd();
+        let mut count = 0;
+        let mut interrupted = false;
+        let mut deadline = Instant::now() + self.timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                let timeout_ms = self.timeout.as_millis() as u64;
+                return Err(NfqError::NoAck { op: "dump conntrack table".into(), timeout_ms });
+            }
+            if !poll_in(fd, deadline - now)? {
+                continue;
+            }
+            // SAFETY: `buf` is a valid writable buffer of the given length.
+            let n = unsafe {
+                libc::recv(fd, self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS) => continue,
+                    _ => return Err(NfqError::Io { op: "recv conntrack dump", source: e }),
+                }
+            }
+            let n = n as usize;
+            if n > self.buf.len() {
+                let e = WireError::Truncated { what: "conntrack dump datagram", need: n, have: self.buf.len() };
+                return Err(e.into());
+            }
+            deadline = Instant::now() + self.timeout;
+            for m in wire::messages(&self.buf[..n]) {
+                let m = m?;
+                let hdr = NlMsgHdr::parse(m)?;
+                if hdr.seq != seq {
+                    continue; // a late answer to an earlier request
+                }
+                interrupted |= hdr.flags & NLM_F_DUMP_INTR != 0;
+                match hdr.ty {
+                    NLMSG_ERROR => {
+                        let e = wire::parse_error(m)?;
+                        if e.errno != 0 {
+                            let ext_msg = e.ext_msg.map(str::to_owned);
+                            return Err(NfqError::Kernel {
+                                op: "dump conntrack table".into(),
+                                errno: e.errno,
+                                ext_msg,
+                            });
+                        }
+                    }
+                    NLMSG_DONE => {
+                        // The payload is the dump's final status (0 or -errno).
+                        let status = m
+                            .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        if status < 0 {
+                            let errno = status.checked_neg().unwrap_or(i32::MAX);
+                            return Err(NfqError::Kernel { op: "dump conntrack table".into(), errno, ext_msg: None });
+                        }
+                        if interrupted {
+                            log::debug!("conntrack: dump interrupted by table changes (NLM_F_DUMP_INTR)");
+                        }
+                        return Ok(count);
+                    }
+                    ty if is_entry_msg_type(ty) => match parse_entry(m) {
+                        Ok(e) => {
+                            count += 1;
+                            f(e);
+                        }
+                        Err(e) => log::warn!("conntrack: skipping undecodable dump entry: {e}"),
+                    },
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -859,6 +1140,27 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_endian = "little")]
+    fn dump_requests_exact_bytes() {
+        let mut buf = Vec::new();
+        assert_eq!(encode_dump(&mut buf, 3, &DumpRequest::all()), 20);
+        #[rustfmt::skip]
+        let want: &[u8] = &[
+            20, 0, 0, 0,   0x01, 0x01,   0x01, 0x03,   3, 0, 0, 0,   0, 0, 0, 0, // CT_GET, REQUEST|DUMP
+            0, 0, 0, 0,                          // AF_UNSPEC: both families
+        ];
+        assert_eq!(buf, want);
+        buf.clear();
+        let req = DumpRequest::all().with_family(libc::AF_INET6 as u8).with_mark(0xffff_ffff, 0x2000_0000);
+        assert_eq!(encode_dump(&mut buf, 3, &req), 36);
+        assert_eq!(buf[16], 10);
+        assert_eq!(&buf[20..36], &[8, 0, 8, 0, 0x20, 0, 0, 0, 8, 0, 21, 0, 0x20, 0, 0, 0], "value & mask, mask");
+        buf.clear();
+        encode_dump(&mut buf, 3, &DumpRequest::all().zeroing_counters());
+        assert_eq!(&buf[4..8], &[0x03, 0x01, 0x01, 0x03], "CT_GET_CTRZERO");
+    }
+
+    #[test]
     fn mixed_families_are_refused_without_output() {
         let t = CtTuple::tcp(sa("10.0.0.1:1"), sa("[::1]:2"));
         let mut buf = Vec::new();
@@ -996,10 +1298,15 @@ mod tests {
                 let _ = parse_entry(&m);
             }
         }
-        // Wrong message type.
+        // Wrong message type (expectation subsystem, NEW).
         let mut m = good.clone();
-        m[4..6].copy_from_slice(&ct_msg_type(IPCTNL_MSG_CT_GET).to_ne_bytes());
-        assert_eq!(parse_entry(&m), Err(CtError::Wire(WireError::UnexpectedType(0x0101))));
+        m[4..6].copy_from_slice(&0x0200u16.to_ne_bytes());
+        assert_eq!(parse_entry(&m), Err(CtError::Wire(WireError::UnexpectedType(0x0200))));
+        // Dump entries carry the request's type.
+        for ty in [IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_GET_CTRZERO, IPCTNL_MSG_CT_DELETE] {
+            m[4..6].copy_from_slice(&ct_msg_type(ty).to_ne_bytes());
+            assert_eq!(parse_entry(&m), parse_entry(&good));
+        }
         // nlmsg_len beyond the buffer.
         let mut m = good.clone();
         m[0..4].copy_from_slice(&10_000u32.to_ne_bytes());

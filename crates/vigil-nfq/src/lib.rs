@@ -16,7 +16,11 @@
 //!   packet id).
 //! * [`wire`] holds the pure encoders/decoders, usable without a socket.
 //! * [`Conntrack`] ([`conntrack`]) looks up, re-marks and deletes conntrack
-//!   entries over ctnetlink (default zone only).
+//!   entries over ctnetlink (default zone only), and dumps the table
+//!   ([`Conntrack::dump`]).
+//! * [`CtEvents`] ([`ct_events`]) subscribes to conntrack NEW / UPDATE /
+//!   DESTROY events; DESTROY events carry the final counters of offloaded
+//!   flows. Lost events (`ENOBUFS`) are counted and flagged, not fatal.
 //!
 //! Nothing in this crate panics on malformed input: bad messages are counted
 //! in [`QueueStats::parse_errors`] and skipped.
@@ -28,11 +32,13 @@
 //! [`VerdictAction::Repeat`] to have them queued again.
 
 pub mod conntrack;
+pub mod ct_events;
 mod error;
 mod queue;
 pub mod wire;
 
-pub use conntrack::{Conntrack, CtEntry, CtError, CtTuple};
+pub use conntrack::{Conntrack, CtEntry, CtError, CtTuple, DumpRequest};
+pub use ct_events::{CtEvent, CtEventBatch, CtEventKind, CtEventStats, CtEvents, CtGroups};
 pub use error::NfqError;
 pub use queue::{Capabilities, Packets, Queue, QueueConfig, QueueStats, RecvBatch, VerdictError};
 pub use wire::{Packet, Verdict, VerdictAction, WireError};

@@ -299,11 +299,77 @@ pub struct ReportConfig {
     pub flow_log: Option<PathBuf>,
     /// Live counters, rewritten every second as JSON (read by `vigil status`).
     pub stats_file: Option<PathBuf>,
+    /// EVE-style JSON lines (Suricata's format) for SIEM pipelines: a file path, or "-" for stdout.
+    pub eve: Option<PathBuf>,
+    /// Drop stored sessions, DNS and blocks older than this (days; 0 keeps everything).
+    pub retention_days: u32,
+    /// Keep the database under this share of its filesystem (0.10 = 10%; 0 = no cap).
+    pub max_disk_share: f64,
+    /// Stream records to ClickHouse (fleets of gateways).
+    pub clickhouse: Option<ClickHouseReport>,
+}
+
+/// `[report.clickhouse]`.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseReport {
+    /// The HTTP interface, e.g. "http://10.0.0.5:8123".
+    pub url: String,
+    #[serde(default = "default_ch_database")]
+    pub database: String,
+    #[serde(default)]
+    pub user: String,
+    /// Never logged. Prefer `password_file` to keep it out of the config.
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// This gateway's name on every row (default: the host name).
+    #[serde(default)]
+    pub gateway_id: Option<String>,
+    /// Batches wait here while ClickHouse is unreachable, and are replayed in order.
+    #[serde(default = "default_ch_spool")]
+    pub spool_dir: PathBuf,
+    /// Beyond this, the oldest spooled batches are dropped (counted and logged).
+    #[serde(default = "default_ch_spool_max")]
+    pub spool_max_bytes: u64,
+}
+
+fn default_ch_database() -> String {
+    "vigil".into()
+}
+fn default_ch_spool() -> PathBuf {
+    PathBuf::from("/var/lib/vigil/spool/clickhouse")
+}
+fn default_ch_spool_max() -> u64 {
+    1 << 30
+}
+
+impl std::fmt::Debug for ClickHouseReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseReport")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("gateway_id", &self.gateway_id)
+            .field("spool_dir", &self.spool_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
-        ReportConfig { interim_interval: 300, sqlite: None, flow_log: None, stats_file: None }
+        ReportConfig {
+            interim_interval: 300,
+            sqlite: None,
+            flow_log: None,
+            stats_file: None,
+            eve: None,
+            retention_days: 90,
+            max_disk_share: 0.10,
+            clickhouse: None,
+        }
     }
 }
 

@@ -7,5 +7,6 @@ pub mod demo;
 pub mod firewall;
 pub mod inject;
 pub mod lab;
+pub mod output;
 pub mod replay;
 pub mod run;

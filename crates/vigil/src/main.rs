@@ -72,12 +72,101 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// List stored sessions, newest first (from the database in `[report] sqlite`).
+    Sessions {
+        #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
+        config: PathBuf,
+        /// Start of the window: "24h", "7d", "30m" ago, or an RFC 3339 time.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// End of the window (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Client address or network.
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        /// Exact name, or "*.example.com" for the domain and every name below.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// allow, block, reject, mark.
+        #[arg(long)]
+        verdict: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
+    /// Reports from the stored sessions: top applications, categories, clients, domains; blocks; DNS.
+    Report {
+        /// top-apps, top-categories, top-clients, top-domains, blocked, blocked-rules, dns.
+        kind: ReportKind,
+        #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
     /// Show the running engine's counters (from its stats file).
     Status {
         /// Stats file written by `vigil run` ([report] stats_file).
         #[arg(long, default_value = DEFAULT_STATS_FILE)]
         stats_file: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportKind {
+    TopApps,
+    TopCategories,
+    TopClients,
+    TopDomains,
+    Blocked,
+    BlockedRules,
+    Dns,
+}
+
+fn render<T: vigil_report::format::Tabular + serde::Serialize>(rows: &[T], format: OutFormat) -> String {
+    match format {
+        OutFormat::Table => vigil_report::format::format_table(rows),
+        OutFormat::Csv => vigil_report::format::format_csv(rows),
+        OutFormat::Json => vigil_report::format::format_jsonl(rows),
+    }
+}
+
+/// The report database named by a config, opened read-only.
+fn report_db(config: &std::path::Path) -> Result<vigil_report::Reader> {
+    let cfg = Config::load(config)?.config;
+    let path = cfg
+        .report
+        .sqlite
+        .with_context(|| format!("{}: [report] sqlite is not set: vigil stores no sessions", config.display()))?;
+    vigil_report::Reader::open(&path).with_context(|| format!("cannot open the report database {}", path.display()))
+}
+
+fn window(since: &str, until: Option<&str>) -> Result<(i64, i64)> {
+    let now = vigil_engine::Timestamp::now().micros() as i64;
+    let since = vigil_report::parse_since(since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let until = match until {
+        Some(u) => vigil_report::parse_time(u, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+        None => now,
+    };
+    Ok((since, until))
 }
 
 #[derive(Subcommand)]
@@ -254,6 +343,43 @@ fn dispatch(cmd: Command) -> Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Sessions { config, since, until, client, app, category, hostname, verdict, limit, format } => {
+            let db = report_db(&config)?;
+            let (since, until) = window(&since, until.as_deref())?;
+            let client = client.map(|c| c.parse()).transpose().map_err(|e| anyhow::anyhow!("--client: {e}"))?;
+            let f = vigil_report::SessionFilter {
+                since: Some(since),
+                until: Some(until),
+                client,
+                app,
+                category,
+                hostname,
+                verdict,
+                limit,
+            };
+            print!("{}", render(&db.sessions(&f)?, format));
+            Ok(())
+        }
+        Command::Report { kind, config, since, until, limit, format } => {
+            let db = report_db(&config)?;
+            let (since, until) = window(&since, until.as_deref())?;
+            use vigil_report::Dim;
+            let out = match kind {
+                ReportKind::TopApps => render(&db.top(Dim::Apps, since, until, limit)?, format),
+                ReportKind::TopCategories => render(&db.top(Dim::Categories, since, until, limit)?, format),
+                ReportKind::TopClients => render(&db.top(Dim::Clients, since, until, limit)?, format),
+                ReportKind::TopDomains => render(&db.top(Dim::Domains, since, until, limit)?, format),
+                ReportKind::Blocked => render(&db.blocked(since, until, limit)?, format),
+                ReportKind::BlockedRules => render(&db.blocked_by_rule(since, until, limit)?, format),
+                ReportKind::Dns => {
+                    let f =
+                        vigil_report::DnsFilter { since: Some(since), until: Some(until), limit, ..Default::default() };
+                    render(&db.dns(&f)?, format)
+                }
+            };
+            print!("{out}");
             Ok(())
         }
         Command::Demo { hold } => demo::run(hold),

@@ -9,7 +9,7 @@
 use crate::config::{Config, DEFAULT_STATS_FILE};
 use crate::firewall;
 use anyhow::{bail, Context, Result};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vigil_dpi::{DnsCache, SignatureDb};
 use vigil_engine::pipeline::PipelineConfig;
-use vigil_engine::{Action, EndReason, Event, FlowRecord, PacketMeta, Pipeline, PipelineStats, Policy, Timestamp};
+use vigil_engine::{Action, EndReason, Event, PacketMeta, Pipeline, PipelineStats, Policy, Timestamp};
 use vigil_nfq::{Queue, QueueConfig, QueueStats, Verdict};
+use vigil_sinks::Record;
 
 /// What a reload replaces: the policy and the signature database, swapped together.
 #[derive(Clone)]
@@ -137,7 +138,10 @@ fn revoke(ct: &mut Option<vigil_nfq::conntrack::Conntrack>, conn: &vigil_engine:
         dport: conn.server.1,
     };
     match ct.delete(&tuple) {
-        Ok(_) => stats.revoked += 1,
+        Ok(found) => {
+            stats.revoked += 1;
+            log::debug!("revoked {tuple}: conntrack entry {}", if found { "deleted" } else { "already gone" });
+        }
         Err(e) => {
             stats.revoke_errors += 1;
             log::warn!("could not revoke {tuple:?}: {e}");
@@ -157,6 +161,13 @@ impl WorkerStats {
     }
 }
 
+#[derive(Debug, Serialize)]
+struct OutputDropped {
+    sqlite: u64,
+    eve: u64,
+    clickhouse: u64,
+}
+
 /// What `vigil status` reads.
 #[derive(Debug, Serialize)]
 struct StatsFile<'a> {
@@ -167,6 +178,8 @@ struct StatsFile<'a> {
     total: PipelineStats,
     enobufs: u64,
     flow_records_dropped: u64,
+    /// Records a sink could not queue (full), per sink.
+    output_dropped: OutputDropped,
     reloads: u64,
     conntrack_verdicts: bool,
 }
@@ -229,9 +242,14 @@ pub fn run(opts: RunOptions) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
-    // Flow log writer.
-    let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Output>(65_536);
-    let writer = spawn_flow_writer(cfg.report.flow_log.clone(), rec_rx)?;
+    // Reports: every record fans out to the configured sinks on one output thread.
+    let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Record>(65_536);
+    let output_drops = Arc::new(crate::output::OutputDrops::default());
+    let writer = crate::output::spawn(&cfg.report, rec_rx, output_drops.clone())?;
+    let outputs = crate::output::describe(&cfg.report);
+    if !outputs.is_empty() {
+        log::info!("reporting to {}", outputs.join(", "));
+    }
 
     // Bind every queue before any rule sends traffic to it.
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(cfg.engine.queues.len());
@@ -337,6 +355,11 @@ pub fn run(opts: RunOptions) -> Result<()> {
             total,
             enobufs,
             flow_records_dropped: shared.records_dropped.load(Ordering::Relaxed),
+            output_dropped: OutputDropped {
+                sqlite: output_drops.sqlite.load(Ordering::Relaxed),
+                eve: output_drops.eve.load(Ordering::Relaxed),
+                clickhouse: output_drops.clickhouse.load(Ordering::Relaxed),
+            },
             reloads,
             conntrack_verdicts,
         };
@@ -418,7 +441,7 @@ struct Worker {
     pcfg: PipelineConfig,
     offload_mark: u32,
     shared: Arc<Shared>,
-    records: Sender<Output>,
+    records: Sender<Record>,
 }
 
 impl Worker {
@@ -595,69 +618,12 @@ impl Worker {
     }
 }
 
-/// What the workers hand to the output thread.
-pub enum Output {
-    /// A finished session (`interim = false`) or an interim update of a running one.
-    Flow(FlowRecord),
-    Dns(vigil_engine::DnsRecord),
-    Block(vigil_engine::BlockRecord),
-}
-
-fn send_record(tx: &Sender<Output>, ev: Event, dropped: &AtomicU64) {
-    let out = match ev {
-        Event::FlowEnd(r) | Event::FlowUpdate(r) => Output::Flow(*r),
-        Event::Dns(d) => Output::Dns(*d),
-        Event::Block(b) => Output::Block(*b),
-        Event::Revoke(_) => return,
-    };
-    match tx.try_send(out) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-            // The packet path never waits on output; a full queue is counted.
-            dropped.fetch_add(1, Ordering::Relaxed);
-        }
+fn send_record(tx: &Sender<Record>, ev: Event, dropped: &AtomicU64) {
+    let Some(rec) = Record::from_event(ev) else { return };
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(rec) {
+        // The packet path never waits on output; a full queue is counted.
+        dropped.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-fn spawn_flow_writer(path: Option<PathBuf>, rx: Receiver<Output>) -> Result<JoinHandle<()>> {
-    let mut out: Option<std::io::BufWriter<std::fs::File>> = match &path {
-        Some(p) => {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir).ok();
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("cannot open flow log {}", p.display()))?;
-            Some(std::io::BufWriter::new(f))
-        }
-        None => None,
-    };
-    Ok(std::thread::Builder::new().name("vigil-flowlog".into()).spawn(move || {
-        loop {
-            match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(Output::Dns(_) | Output::Block(_)) => {}
-                Ok(Output::Flow(rec)) if rec.interim => {}
-                Ok(Output::Flow(rec)) => {
-                    if let Some(w) = out.as_mut() {
-                        if serde_json::to_writer(&mut *w, &rec).is_ok() {
-                            let _ = w.write_all(b"\n");
-                        }
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if let Some(w) = out.as_mut() {
-                        let _ = w.flush();
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        if let Some(w) = out.as_mut() {
-            let _ = w.flush();
-        }
-    })?)
 }
 
 fn write_atomic_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -1,0 +1,547 @@
+//! The report queries, on a read-only connection: what `vigil sessions` / `vigil report` print and
+//! the web API will serve. Times are microseconds since the epoch; ranges are [since, until).
+//!
+//! Sessions are selected by first_seen (a session belongs to the time it started), as are the
+//! rollups, so `top` over any range equals a GROUP BY over the sessions that started in it.
+
+use crate::rows::{BlockRow, DnsRow, SessionRow};
+use crate::schema::{self, DAY_US, HOUR_US};
+use crate::Error;
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row};
+use serde::Serialize;
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+use vigil_engine::Timestamp;
+
+/// An address or a network ("10.1.2.3", "10.1.0.0/16", "2001:db8::/32").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl FromStr for Cidr {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::Parse(format!("bad address or network {s:?}"));
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    fn bits(ip: &IpAddr) -> (u128, u8) {
+        match ip {
+            IpAddr::V4(a) => (u32::from(*a) as u128, 32),
+            IpAddr::V6(a) => (u128::from(*a), 128),
+        }
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        let (net, width) = Self::bits(&self.addr);
+        let (x, w) = Self::bits(ip);
+        if w != width {
+            return false;
+        }
+        if self.prefix == 0 {
+            return true;
+        }
+        let shift = width - self.prefix;
+        (net >> shift) == (x >> shift)
+    }
+
+    pub fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// For an IPv4 network, the text every member starts with ("10.1." for 10.1.0.0/16).
+    fn v4_text_prefix(&self) -> Option<String> {
+        let IpAddr::V4(a) = self.addr else { return None };
+        let octets = (self.prefix / 8) as usize;
+        if octets == 0 {
+            return None;
+        }
+        let o = a.octets();
+        Some(o[..octets].iter().map(|b| format!("{b}.")).collect())
+    }
+}
+
+/// Which sessions `sessions()` returns (newest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFilter {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// The client (src): an address or a network.
+    pub client: Option<Cidr>,
+    pub app: Option<String>,
+    pub category: Option<String>,
+    /// Exact ("www.example.com"), or "*.example.com" for example.com and every name under it.
+    pub hostname: Option<String>,
+    pub verdict: Option<String>,
+    pub limit: usize,
+}
+
+impl Default for SessionFilter {
+    fn default() -> Self {
+        SessionFilter {
+            since: None,
+            until: None,
+            client: None,
+            app: None,
+            category: None,
+            hostname: None,
+            verdict: None,
+            limit: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dim {
+    Apps,
+    Categories,
+    Clients,
+    Domains,
+}
+
+impl Dim {
+    /// The `dim` value in the rollup tables.
+    pub fn rollup_name(self) -> &'static str {
+        schema::ROLLUP_DIMS[self.index()].0
+    }
+    fn index(self) -> usize {
+        match self {
+            Dim::Apps => 0,
+            Dim::Categories => 1,
+            Dim::Clients => 2,
+            Dim::Domains => 3,
+        }
+    }
+    fn session_expr(self) -> &'static str {
+        schema::ROLLUP_DIMS[self.index()].1
+    }
+    /// The column heading of its key.
+    pub fn key_name(self) -> &'static str {
+        match self {
+            Dim::Apps => "app",
+            Dim::Categories => "category",
+            Dim::Clients => "client",
+            Dim::Domains => "domain",
+        }
+    }
+}
+
+impl FromStr for Dim {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s.trim_start_matches("top-") {
+            "apps" | "app" => Dim::Apps,
+            "categories" | "category" => Dim::Categories,
+            "clients" | "client" => Dim::Clients,
+            "domains" | "domain" => Dim::Domains,
+            _ => return Err(Error::Parse(format!("unknown report {s:?}: apps, categories, clients or domains"))),
+        })
+    }
+}
+
+/// What `top` ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopBy {
+    #[default]
+    Bytes,
+    Sessions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopRow {
+    /// None for sessions without one (an unidentified app, no hostname).
+    pub key: Option<String>,
+    pub sessions: u64,
+    pub bytes: u64,
+}
+
+/// Blocks grouped by the rule that blocked them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockRuleRow {
+    pub rule: Option<String>,
+    pub action: String,
+    pub blocks: u64,
+    pub clients: u64,
+    pub last: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DnsFilter {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub client: Option<Cidr>,
+    /// "example.com" (or "*.example.com"): that name and every name under it.
+    pub query_suffix: Option<String>,
+    pub limit: usize,
+}
+
+/// A read-only connection to the report database.
+pub struct Reader {
+    conn: Connection,
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// `col` is `name` or ends with ".name" ("*." in front of name is allowed and ignored).
+fn suffix_clause(col: &str, name: &str, args: &mut Vec<Value>) -> String {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    args.push(Value::Text(name.to_string()));
+    args.push(Value::Text(format!("%.{}", like_escape(name))));
+    format!("({col} = ? COLLATE NOCASE OR {col} LIKE ? ESCAPE '\\')")
+}
+
+fn client_clause(col: &str, c: &Cidr, args: &mut Vec<Value>) -> Option<String> {
+    if c.is_host() {
+        args.push(Value::Text(c.addr.to_string()));
+        return Some(format!("{col} = ?"));
+    }
+    let p = c.v4_text_prefix()?;
+    // Every text starting with "10.1." sorts in ["10.1.", "10.1/") ('/' follows '.').
+    let mut hi = p.clone();
+    hi.pop();
+    hi.push('/');
+    args.push(Value::Text(p));
+    args.push(Value::Text(hi));
+    Some(format!("{col} >= ? AND {col} < ?"))
+}
+
+fn time_clauses(col: &str, since: Option<i64>, until: Option<i64>, wh: &mut Vec<String>, args: &mut Vec<Value>) {
+    if let Some(s) = since {
+        wh.push(format!("{col} >= ?"));
+        args.push(Value::Integer(s));
+    }
+    if let Some(u) = until {
+        wh.push(format!("{col} < ?"));
+        args.push(Value::Integer(u));
+    }
+}
+
+fn where_sql(wh: &[String]) -> String {
+    if wh.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", wh.join(" AND "))
+    }
+}
+
+fn ip(r: &Row<'_>, i: usize) -> rusqlite::Result<IpAddr> {
+    let s: String = r.get(i)?;
+    s.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn json_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
+    let s: Option<String> = r.get(i)?;
+    match s {
+        None => Ok(Vec::new()),
+        Some(s) => serde_json::from_str(&s)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))),
+    }
+}
+
+fn ts(r: &Row<'_>, i: usize) -> rusqlite::Result<Timestamp> {
+    Ok(Timestamp::from_micros(r.get::<_, i64>(i)?.max(0) as u64))
+}
+
+fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+        community_id: r.get(1)?,
+        proto: r.get(2)?,
+        src: ip(r, 3)?,
+        sport: r.get(4)?,
+        dst: ip(r, 5)?,
+        dport: r.get(6)?,
+        protocol: r.get(7)?,
+        protocol_guessed: r.get(8)?,
+        app: r.get(9)?,
+        category: r.get(10)?,
+        hostname: r.get(11)?,
+        name_source: r.get(12)?,
+        ja4: r.get(13)?,
+        alpn: json_list(r, 14)?,
+        alpn_selected: r.get(15)?,
+        dpi_packets: r.get(16)?,
+        packets_c2s: r.get::<_, i64>(17)? as u64,
+        packets_s2c: r.get::<_, i64>(18)? as u64,
+        bytes_c2s: r.get::<_, i64>(19)? as u64,
+        bytes_s2c: r.get::<_, i64>(20)? as u64,
+        first_seen: ts(r, 21)?,
+        last_seen: ts(r, 22)?,
+        verdict: r.get(23)?,
+        rule: r.get(24)?,
+        tcp_state: r.get(25)?,
+        end_reason: r.get(26)?,
+        offloaded: r.get(27)?,
+        midstream: r.get(28)?,
+        in_if: r.get(29)?,
+        out_if: r.get(30)?,
+        client_mac: r.get(31)?,
+        interim: r.get(32)?,
+    })
+}
+
+const SESSION_SELECT: &str = "SELECT id, community_id, proto, src, sport, dst, dport, protocol, protocol_guessed, \
+    app, category, hostname, name_source, ja4, alpn, alpn_selected, dpi_packets, packets_c2s, packets_s2c, \
+    bytes_c2s, bytes_s2c, first_seen, last_seen, verdict, rule, tcp_state, end_reason, offloaded, midstream, \
+    in_if, out_if, client_mac, interim FROM sessions";
+
+const BLOCK_SELECT: &str = "SELECT ts, flow_id, client, sport, server, dport, proto, rule, action, reason, protocol, \
+    hostname, app, category FROM blocks";
+
+fn block_row(r: &Row<'_>) -> rusqlite::Result<BlockRow> {
+    Ok(BlockRow {
+        ts: ts(r, 0)?,
+        flow_id: r.get::<_, i64>(1)? as u64,
+        client: ip(r, 2)?,
+        sport: r.get(3)?,
+        server: ip(r, 4)?,
+        dport: r.get(5)?,
+        proto: r.get(6)?,
+        rule: r.get(7)?,
+        action: r.get(8)?,
+        reason: r.get(9)?,
+        protocol: r.get(10)?,
+        hostname: r.get(11)?,
+        app: r.get(12)?,
+        category: r.get(13)?,
+    })
+}
+
+const DNS_SELECT: &str =
+    "SELECT ts, client, sport, server, dport, query, qtype, rcode, answers, latency_us, flow_id FROM dns";
+
+fn dns_row(r: &Row<'_>) -> rusqlite::Result<DnsRow> {
+    Ok(DnsRow {
+        ts: ts(r, 0)?,
+        client: ip(r, 1)?,
+        sport: r.get(2)?,
+        server: ip(r, 3)?,
+        dport: r.get(4)?,
+        query: r.get(5)?,
+        qtype: r.get(6)?,
+        rcode: r.get(7)?,
+        answers: json_list(r, 8)?,
+        latency_us: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        flow_id: r.get::<_, i64>(10)? as u64,
+    })
+}
+
+fn ceil_to(t: i64, step: i64) -> i64 {
+    (t + step - 1).div_euclid(step) * step
+}
+fn floor_to(t: i64, step: i64) -> i64 {
+    t.div_euclid(step) * step
+}
+
+impl Reader {
+    /// Open an existing report database read-only (it must be at this build's schema version).
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader, Error> {
+        Ok(Reader { conn: schema::open_ro(path.as_ref())? })
+    }
+
+    /// The underlying connection (for ad-hoc queries and tests).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Sessions matching `f`, newest (by first_seen) first.
+    pub fn sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRow>, Error> {
+        let mut wh = Vec::new();
+        let mut args = Vec::new();
+        time_clauses("first_seen", f.since, f.until, &mut wh, &mut args);
+        // A network that no text range captures is checked row by row below.
+        let mut check_client = None;
+        if let Some(c) = &f.client {
+            if let Some(clause) = client_clause("src", c, &mut args) {
+                wh.push(clause);
+            }
+            if !c.is_host() {
+                check_client = Some(*c);
+            }
+        }
+        for (col, v) in [("app", &f.app), ("category", &f.category), ("verdict", &f.verdict)] {
+            if let Some(v) = v {
+                wh.push(format!("{col} = ?"));
+                args.push(Value::Text(v.clone()));
+            }
+        }
+        if let Some(h) = &f.hostname {
+            if h.starts_with("*.") {
+                wh.push(suffix_clause("hostname", h, &mut args));
+            } else {
+                wh.push("hostname = ? COLLATE NOCASE".into());
+                args.push(Value::Text(h.clone()));
+            }
+        }
+        let mut sql = format!("{SESSION_SELECT}{} ORDER BY first_seen DESC", where_sql(&wh));
+        if check_client.is_none() {
+            sql.push_str(" LIMIT ?");
+            args.push(Value::Integer(f.limit as i64));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut out = Vec::new();
+        while out.len() < f.limit {
+            let Some(r) = rows.next()? else { break };
+            let s = session_row(r)?;
+            if check_client.is_none_or(|c| c.contains(&s.src)) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `limit` largest keys of `dim` by bytes, over sessions that started in [since, until).
+    pub fn top(&self, dim: Dim, since: i64, until: i64, limit: usize) -> Result<Vec<TopRow>, Error> {
+        self.top_by(dim, since, until, limit, TopBy::Bytes)
+    }
+
+    /// As [`Reader::top`], ranked by bytes or by sessions. Whole days come from the daily
+    /// rollups, whole hours from the hourly ones, and the partial hours at either end (the
+    /// current hour, typically) from the sessions table.
+    pub fn top_by(&self, dim: Dim, since: i64, until: i64, limit: usize, by: TopBy) -> Result<Vec<TopRow>, Error> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        let raw = |lo: i64, hi: i64, parts: &mut Vec<String>, args: &mut Vec<Value>| {
+            parts.push(format!(
+                "SELECT {} AS key, 1 AS s, bytes_c2s + bytes_s2c AS b FROM sessions \
+                 WHERE first_seen >= ? AND first_seen < ?",
+                dim.session_expr()
+            ));
+            args.extend([Value::Integer(lo), Value::Integer(hi)]);
+        };
+        let rollup = |table: &str, col: &str, lo: i64, hi: i64, parts: &mut Vec<String>, args: &mut Vec<Value>| {
+            parts.push(format!(
+                "SELECT key, sessions AS s, bytes AS b FROM {table} WHERE dim = ? AND {col} >= ? AND {col} < ?"
+            ));
+            args.extend([Value::Text(dim.rollup_name().into()), Value::Integer(lo), Value::Integer(hi)]);
+        };
+        if since < until {
+            let (h1, h2) = (ceil_to(since, HOUR_US), floor_to(until, HOUR_US));
+            if h1 >= h2 {
+                raw(since, until, &mut parts, &mut args);
+            } else {
+                if since < h1 {
+                    raw(since, h1, &mut parts, &mut args);
+                }
+                if h2 < until {
+                    raw(h2, until, &mut parts, &mut args);
+                }
+                let (d1, d2) = (ceil_to(h1, DAY_US), floor_to(h2, DAY_US));
+                if d1 < d2 {
+                    if h1 < d1 {
+                        rollup("rollup_hourly", "hour", h1, d1, &mut parts, &mut args);
+                    }
+                    rollup("rollup_daily", "day", d1, d2, &mut parts, &mut args);
+                    if d2 < h2 {
+                        rollup("rollup_hourly", "hour", d2, h2, &mut parts, &mut args);
+                    }
+                } else {
+                    rollup("rollup_hourly", "hour", h1, h2, &mut parts, &mut args);
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let order = match by {
+            TopBy::Bytes => "SUM(b) DESC, SUM(s) DESC",
+            TopBy::Sessions => "SUM(s) DESC, SUM(b) DESC",
+        };
+        let sql = format!(
+            "SELECT key, SUM(s), SUM(b) FROM ({}) GROUP BY key HAVING SUM(s) > 0 ORDER BY {order}, key LIMIT ?",
+            parts.join(" UNION ALL ")
+        );
+        args.push(Value::Integer(limit as i64));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            let key: String = r.get(0)?;
+            Ok(TopRow {
+                key: (!key.is_empty()).then_some(key),
+                sessions: r.get::<_, i64>(1)?.max(0) as u64,
+                bytes: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Blocks in [since, until), newest first.
+    pub fn blocked(&self, since: i64, until: i64, limit: usize) -> Result<Vec<BlockRow>, Error> {
+        let mut stmt =
+            self.conn.prepare(&format!("{BLOCK_SELECT} WHERE ts >= ?1 AND ts < ?2 ORDER BY ts DESC LIMIT ?3"))?;
+        let rows = stmt.query_map(rusqlite::params![since, until, limit as i64], block_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Blocks in [since, until) grouped by rule and action, most blocks first.
+    pub fn blocked_by_rule(&self, since: i64, until: i64, limit: usize) -> Result<Vec<BlockRuleRow>, Error> {
+        let mut stmt = self.conn.prepare(
+            "SELECT rule, action, COUNT(*), COUNT(DISTINCT client), MAX(ts) FROM blocks \
+             WHERE ts >= ?1 AND ts < ?2 GROUP BY rule, action ORDER BY 3 DESC, 5 DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![since, until, limit as i64], |r| {
+            Ok(BlockRuleRow {
+                rule: r.get(0)?,
+                action: r.get(1)?,
+                blocks: r.get::<_, i64>(2)? as u64,
+                clients: r.get::<_, i64>(3)? as u64,
+                last: ts(r, 4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// DNS transactions matching `f`, newest first.
+    pub fn dns(&self, f: &DnsFilter) -> Result<Vec<DnsRow>, Error> {
+        let mut wh = Vec::new();
+        let mut args = Vec::new();
+        time_clauses("ts", f.since, f.until, &mut wh, &mut args);
+        let mut check_client = None;
+        if let Some(c) = &f.client {
+            if let Some(clause) = client_clause("client", c, &mut args) {
+                wh.push(clause);
+            }
+            if !c.is_host() {
+                check_client = Some(*c);
+            }
+        }
+        if let Some(q) = &f.query_suffix {
+            wh.push(suffix_clause("query", q, &mut args));
+        }
+        let mut sql = format!("{DNS_SELECT}{} ORDER BY ts DESC", where_sql(&wh));
+        if check_client.is_none() {
+            sql.push_str(" LIMIT ?");
+            args.push(Value::Integer(f.limit as i64));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut out = Vec::new();
+        while out.len() < f.limit {
+            let Some(r) = rows.next()? else { break };
+            let d = dns_row(r)?;
+            if check_client.is_none_or(|c| c.contains(&d.client)) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}
