@@ -183,9 +183,10 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
     let flow_log = dir.join("flows.jsonl");
     let stats = dir.join("stats.json");
     let config = format!(
-        "{DEMO_POLICY}\n[report]\nflow_log = \"{}\"\nstats_file = \"{}\"\n",
+        "{DEMO_POLICY}\n[report]\nflow_log = \"{}\"\nstats_file = \"{}\"\nsqlite = \"{}\"\n",
         flow_log.display(),
-        stats.display()
+        stats.display(),
+        dir.join("vigil.db").display()
     );
     std::fs::write(&cfg_path, &config)?;
     println!("== starting `vigil run` on the gateway with this config:\n");
@@ -340,6 +341,21 @@ fn tour(lab: &Lab, dir: &Path, hold: bool) -> Result<()> {
     let after = Command::new(&exe).args(["rules", "show", "--netns", &g]).output()?;
     let leftover = String::from_utf8_lossy(&after.stdout).lines().filter(|l| l.contains("-A ")).count();
     println!("   rules left on the gateway after vigil exited: {leftover}");
+    // The same reports an admin runs on a real gateway, from the session database.
+    for (title, args) in [
+        ("vigil report top-apps", vec!["report", "top-apps"]),
+        ("vigil report blocked", vec!["report", "blocked"]),
+        ("vigil report dns", vec!["report", "dns"]),
+    ] {
+        let out = Command::new(&exe).args(&args).arg("--config").arg(&cfg_path).output()?;
+        println!("\n== {title}\n");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("    {line}");
+        }
+        if !out.status.success() {
+            bail!("{title} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
     if unexpected > 0 {
         bail!("{unexpected} step(s) did not go as the policy says; vigil's log:\n{log}");
     }
