@@ -119,6 +119,8 @@ pub struct Flow {
     pub out_if: Option<Arc<str>>,
     /// When the flow was last reported (an interim update).
     pub last_reported: Timestamp,
+    /// Counters came from the kernel's conntrack accounting (offloaded flows).
+    pub kernel_counted: bool,
 }
 
 /// What is known about the flow's application layer, once classification completed.
@@ -204,6 +206,7 @@ impl Flow {
                 .src_mac
                 .map(|m| format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])),
             interim: false,
+            bytes_source: if self.kernel_counted { "conntrack" } else { "vigil" }.into(),
             proto: self.key.l4.name().into_owned(),
             src,
             sport,
@@ -256,6 +259,10 @@ pub struct FlowRecord {
     /// the final record replaces it).
     #[serde(default)]
     pub interim: bool,
+    /// Where the packet and byte counts come from: "vigil" (every packet passed through vigil)
+    /// or "conntrack" (an offloaded flow: the kernel's accounting of the whole connection).
+    #[serde(default)]
+    pub bytes_source: String,
     pub proto: String,
     pub src: IpAddr,
     pub sport: u16,

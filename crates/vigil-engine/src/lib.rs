@@ -14,7 +14,7 @@ pub mod time;
 pub use flow::{
     community_id, BlockRecord, Direction, DnsRecord, EndReason, Flow, FlowKey, FlowRecord, FlowVerdict, TcpState,
 };
-pub use pipeline::{Action, Connection, Decision, Event, PacketMeta, Pipeline, PipelineStats};
+pub use pipeline::{Action, ConnCounters, Connection, Decision, Event, PacketMeta, Pipeline, PipelineStats};
 pub use policy::{Policy, PolicyConfig, PolicyError, RuleAction, RuleConfig};
 pub use table::{FlowTable, FlowTableConfig};
 pub use time::Timestamp;

@@ -47,6 +47,15 @@ impl Decision {
     }
 }
 
+/// The kernel's accounting of a whole connection (conntrack counters, both directions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnCounters {
+    pub packets_c2s: u64,
+    pub bytes_c2s: u64,
+    pub packets_s2c: u64,
+    pub bytes_s2c: u64,
+}
+
 /// A connection, by its original direction (client to server), for the kernel's conntrack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connection {
@@ -458,6 +467,54 @@ impl Pipeline {
         self.stats.flows_ended += n;
     }
 
+    /// The kernel's counters for a connection (a conntrack DESTROY event, or a periodic dump).
+    /// An offloaded flow's counters stop when it leaves the queue; the kernel's count the whole
+    /// connection, so they replace vigil's. When the kernel destroyed the connection (`ended`),
+    /// the session is over: its record is emitted now, with the kernel's counts. Returns whether
+    /// the connection was one of this pipeline's flows.
+    pub fn account(&mut self, conn: &Connection, c: ConnCounters, ended: bool, now: Timestamp) -> bool {
+        let info_key = |a: (std::net::IpAddr, u16), b: (std::net::IpAddr, u16)| {
+            if a <= b {
+                FlowKey { l4: conn.l4, lo: a, hi: b }
+            } else {
+                FlowKey { l4: conn.l4, lo: b, hi: a }
+            }
+        };
+        let key = info_key(conn.client, conn.server);
+        let Some(flow) = self.table.get_mut(&key) else { return false };
+        // The kernel's "original" direction is the client's unless vigil picked up the flow
+        // mid-stream the other way round.
+        let same_way = flow.client() == conn.client;
+        let (c2s, s2c) = if same_way {
+            ((c.packets_c2s, c.bytes_c2s), (c.packets_s2c, c.bytes_s2c))
+        } else {
+            ((c.packets_s2c, c.bytes_s2c), (c.packets_c2s, c.bytes_c2s))
+        };
+        if flow.offloaded && c2s.1 + s2c.1 >= flow.c2s.bytes + flow.s2c.bytes {
+            flow.c2s.packets = c2s.0;
+            flow.c2s.bytes = c2s.1;
+            flow.s2c.packets = s2c.0;
+            flow.s2c.bytes = s2c.1;
+            flow.kernel_counted = true;
+            flow.last_seen = flow.last_seen.max(now);
+        }
+        // A blocked flow's conntrack entry is deleted by vigil itself (revocation): that is not the
+        // end of the flow, whose later packets must still meet its decision.
+        let blocked = flow.decision.as_ref().is_some_and(|d| !d.action.passes());
+        if ended && !blocked {
+            flow.ended_by.get_or_insert(if conn.l4 == L4Proto::Tcp { EndReason::Fin } else { EndReason::Timeout });
+            if let Some(flow) = self.table.remove(&key) {
+                self.stats.flows_ended += 1;
+                if logged(&flow) {
+                    let why = flow.ended_by.unwrap_or(EndReason::Timeout);
+                    let rec = finalize(&self.cfg, flow, why);
+                    self.events.push(Event::FlowEnd(Box::new(rec)));
+                }
+            }
+        }
+        true
+    }
+
     /// Reports sessions that have run for `interim_interval` since they were last reported. The
     /// sweep runs at most every tenth of the interval, so a report is at most 10% late.
     fn interim_updates(&mut self, now: Timestamp) {
@@ -663,6 +720,7 @@ fn new_flow(key: FlowKey, lo_to_hi: bool, info: &PacketInfo<'_>, meta: &PacketMe
         out_if: None,
         last_reported: now,
         id: 0,
+        kernel_counted: false,
     }
 }
 
@@ -1023,5 +1081,64 @@ mod late_block_tests {
         let (at, action) = revoked_at.expect("the late block was revoked");
         assert!(at > 0, "decided after the first packet in this setup");
         assert_eq!(action, Action::Drop);
+    }
+}
+
+#[cfg(test)]
+mod accounting_tests {
+    use super::*;
+
+    fn udp(sport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 1, 2, 198, 18, 2, 2];
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&4000u16.to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p
+    }
+
+    fn conn(sport: u16) -> Connection {
+        Connection {
+            l4: L4Proto::Udp,
+            client: ("198.18.1.2".parse().unwrap(), sport),
+            server: ("198.18.2.2".parse().unwrap(), 4000),
+        }
+    }
+
+    #[test]
+    fn kernel_counters_replace_an_offloaded_flows_and_a_destroy_ends_it() {
+        let mut p = Pipeline::new(PipelineConfig { offload: true, ..Default::default() }, Arc::new(Policy::default()));
+        let d = p.process(&udp(5000, b"hello"), &PacketMeta::default(), Timestamp::from_secs(10));
+        assert!(d.offload);
+        let c = ConnCounters { packets_c2s: 70_000, bytes_c2s: 100_000_000, packets_s2c: 10, bytes_s2c: 600 };
+        // A dump: counters updated, the session goes on.
+        assert!(p.account(&conn(5000), c, false, Timestamp::from_secs(20)));
+        assert_eq!(p.drain_events().count(), 0);
+        // The DESTROY: the session ends with the kernel's counts.
+        assert!(p.account(&conn(5000), c, true, Timestamp::from_secs(30)));
+        let recs: Vec<FlowRecord> =
+            p.drain_events().filter_map(|e| if let Event::FlowEnd(r) = e { Some(*r) } else { None }).collect();
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!((r.bytes_c2s, r.packets_c2s, r.bytes_s2c), (100_000_000, 70_000, 600));
+        assert_eq!(r.bytes_source, "conntrack");
+        assert!(p.flows().is_empty());
+        // Unknown connections are not ours.
+        assert!(!p.account(&conn(5001), c, true, Timestamp::from_secs(30)));
+    }
+
+    #[test]
+    fn a_blocked_flow_survives_its_own_revocation() {
+        let cfg: crate::policy::PolicyConfig = toml::from_str("default = 'block'").unwrap();
+        let mut p = Pipeline::new(
+            PipelineConfig { offload: true, ..Default::default() },
+            Arc::new(Policy::compile(&cfg).unwrap()),
+        );
+        assert_eq!(p.process(&udp(6000, b"x"), &PacketMeta::default(), Timestamp::from_secs(1)).action, Action::Drop);
+        p.account(&conn(6000), ConnCounters::default(), true, Timestamp::from_secs(2));
+        assert_eq!(p.flows().len(), 1, "still tracked: its next packets are dropped without a new decision");
     }
 }

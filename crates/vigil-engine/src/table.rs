@@ -226,6 +226,11 @@ impl FlowTable {
         }
     }
 
+    /// Removes a flow (its queue entry goes stale and is skipped later).
+    pub fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+        self.flows.remove(key).map(|s| s.flow)
+    }
+
     /// Visits every flow (policy re-evaluation).
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow)) {
         for slot in self.flows.values_mut() {

@@ -177,6 +177,7 @@ fn generate(a: &Args, now: i64) {
             out_if: Some("wan0".into()),
             client_mac: Some(format!("02:00:00:00:{:02x}:{:02x}", client >> 8, client & 0xff)),
             interim: false,
+            bytes_source: Some("vigil".into()),
         };
         if i.is_multiple_of(20) {
             let mut interim = s.clone();

@@ -86,6 +86,7 @@ impl Tabular for SessionRow {
         "out_if",
         "client_mac",
         "interim",
+        "bytes_source",
     ];
     fn table_headers() -> Vec<&'static str> {
         vec!["first_seen", "client", "server", "proto", "app", "hostname", "verdict", "bytes", "secs", "end"]

@@ -296,13 +296,14 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         out_if: r.get(30)?,
         client_mac: r.get(31)?,
         interim: r.get(32)?,
+        bytes_source: r.get(33)?,
     })
 }
 
 const SESSION_SELECT: &str = "SELECT id, community_id, proto, src, sport, dst, dport, protocol, protocol_guessed, \
     app, category, hostname, name_source, ja4, alpn, alpn_selected, dpi_packets, packets_c2s, packets_s2c, \
     bytes_c2s, bytes_s2c, first_seen, last_seen, verdict, rule, tcp_state, end_reason, offloaded, midstream, \
-    in_if, out_if, client_mac, interim FROM sessions";
+    in_if, out_if, client_mac, interim, bytes_source FROM sessions";
 
 const BLOCK_SELECT: &str = "SELECT ts, flow_id, client, sport, server, dport, proto, rule, action, reason, protocol, \
     hostname, app, category FROM blocks";

@@ -57,6 +57,10 @@ pub struct SessionRow {
     /// An update of a session still running; the final record (interim = false) replaces it.
     #[serde(default)]
     pub interim: bool,
+    /// Where the counts come from: "vigil" (every packet passed through vigil) or "conntrack"
+    /// (an offloaded flow, the kernel's accounting).
+    #[serde(default)]
+    pub bytes_source: Option<String>,
 }
 
 impl SessionRow {
@@ -111,6 +115,7 @@ impl From<&FlowRecord> for SessionRow {
             out_if: r.out_if.clone(),
             client_mac: r.client_mac.clone(),
             interim: r.interim,
+            bytes_source: (!r.bytes_source.is_empty()).then(|| r.bytes_source.clone()),
         }
     }
 }

@@ -125,6 +125,8 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (dim, day, key)
     ) WITHOUT ROWID;
     "#,
+    // 3: where a session's counts come from ("vigil" or "conntrack").
+    "ALTER TABLE sessions ADD COLUMN bytes_source TEXT;",
 ];
 
 /// The version this build writes and reads.

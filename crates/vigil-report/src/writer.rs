@@ -304,7 +304,7 @@ fn rollup_keys(s: &SessionRow) -> [String; 4] {
 const SESSION_COLS: &str = "id, community_id, proto, src, sport, dst, dport, protocol, protocol_guessed, app, \
     category, hostname, name_source, ja4, alpn, alpn_selected, dpi_packets, packets_c2s, packets_s2c, bytes_c2s, \
     bytes_s2c, first_seen, last_seen, verdict, rule, tcp_state, end_reason, offloaded, midstream, in_if, out_if, \
-    client_mac, interim";
+    client_mac, interim, bytes_source";
 
 fn session_params(s: &SessionRow) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
@@ -341,6 +341,7 @@ fn session_params(s: &SessionRow) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(s.out_if.as_deref()),
         Box::new(s.client_mac.as_deref()),
         Box::new(s.interim),
+        Box::new(s.bytes_source.as_deref()),
     ]
 }
 
@@ -362,13 +363,15 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(),
     let tx = conn.transaction()?;
     let mut deltas = RollupDeltas::new();
     {
-        let placeholders = (1..=33).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        let ncols = SESSION_COLS.split(',').count();
+        let placeholders = (1..=ncols).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
         let mut insert =
             tx.prepare_cached(&format!("INSERT INTO sessions ({SESSION_COLS}) VALUES ({placeholders})"))?;
         let sets = SESSION_COLS.split(',').enumerate().map(|(i, c)| format!("{} = ?{}", c.trim(), i + 1));
         let mut update = tx.prepare_cached(&format!(
-            "UPDATE sessions SET {} WHERE rowid = ?34",
-            sets.collect::<Vec<_>>().join(", ")
+            "UPDATE sessions SET {} WHERE rowid = ?{}",
+            sets.collect::<Vec<_>>().join(", "),
+            ncols + 1
         ))?;
         let mut find_live = tx.prepare_cached(
             "SELECT rowid, COALESCE(app, ''), COALESCE(category, ''), src, COALESCE(hostname, ''), \

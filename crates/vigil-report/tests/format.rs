@@ -81,7 +81,7 @@ fn a_replay_flow_record_converts_and_keeps_its_json() {
     for (k, v) in a.as_object().unwrap() {
         match k.as_str() {
             // 0 and "" (the engine's "none") are null in a row.
-            "id" | "community_id" => assert!(b[k].is_null()),
+            "id" | "community_id" | "bytes_source" => assert!(b[k].is_null()),
             _ => assert_eq!(&b[k], v, "field {k}"),
         }
     }
@@ -92,7 +92,9 @@ fn a_replay_flow_record_converts_and_keeps_its_json() {
     rec.in_if = Some("lan0".into());
     rec.client_mac = Some("02:00:00:00:00:01".into());
     rec.interim = true;
+    rec.bytes_source = "conntrack".into();
     let row = SessionRow::from(&rec);
+    assert_eq!(row.bytes_source.as_deref(), Some("conntrack"));
     assert_eq!(row.id, Some(77));
     assert_eq!(row.community_id.as_deref(), Some(rec.community_id.as_str()));
     assert_eq!(
@@ -116,4 +118,44 @@ fn table_is_aligned() {
         t.lines().nth(1).unwrap().starts_with("2023-11-14T22:13:20Z  [2001:db8::1]:40001  198.51.100.7:443"),
         "{t}"
     );
+}
+
+#[test]
+fn engine_dns_and_block_records_convert() {
+    let t = vigil_engine::Timestamp::from_micros(1_700_000_000_000_000);
+    let d = vigil_engine::DnsRecord {
+        ts: t,
+        client: ip("10.0.0.1"),
+        sport: 5353,
+        server: ip("10.0.0.53"),
+        dport: 53,
+        query: "example.com".into(),
+        qtype: 28,
+        rcode: 3,
+        answers: vec![],
+        latency_us: None,
+        flow_id: 12,
+    };
+    let row = vigil_report::DnsRow::from(&d);
+    assert_eq!((row.sport, row.dport, row.qtype, row.rcode, row.flow_id), (5353, 53, 28, 3, 12));
+    assert_eq!(serde_json::to_value(&row).unwrap(), serde_json::to_value(&d).unwrap(), "same JSON as the DNS log");
+    let b = vigil_engine::BlockRecord {
+        ts: t,
+        flow_id: 3,
+        proto: "tcp".into(),
+        client: ip("10.0.0.1"),
+        sport: 1000,
+        server: ip("192.0.2.1"),
+        dport: 443,
+        rule: Some("no-social".into()),
+        action: vigil_engine::FlowVerdict::Reject,
+        reason: "policy".into(),
+        protocol: Some("TLS".into()),
+        hostname: Some("www.tiktok.com".into()),
+        app: Some("TikTok".into()),
+        category: None,
+    };
+    let row = vigil_report::BlockRow::from(&b);
+    assert_eq!(row.action, "reject");
+    assert_eq!(serde_json::to_value(&row).unwrap(), serde_json::to_value(&b).unwrap(), "same JSON as the block log");
 }

@@ -251,6 +251,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
         log::info!("reporting to {}", outputs.join(", "));
     }
 
+    let mut ct_inboxes: Vec<Sender<CtAccount>> = Vec::new();
     // Bind every queue before any rule sends traffic to it.
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(cfg.engine.queues.len());
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -273,7 +274,10 @@ pub fn run(opts: RunOptions) -> Result<()> {
             interim_interval: (cfg.report.interim_interval > 0)
                 .then(|| Duration::from_secs(cfg.report.interim_interval)),
         };
+        let (ct_tx, ct_rx) = crossbeam_channel::bounded(65_536);
+        ct_inboxes.push(ct_tx);
         let worker = Worker {
+            ct_inbox: ct_rx,
             slot,
             qcfg,
             pcfg,
@@ -335,6 +339,21 @@ pub fn run(opts: RunOptions) -> Result<()> {
     } else {
         log::info!("[firewall] manage = false: point your own rules at queue(s) {}", cfg.engine.queues);
     }
+
+    // Accurate bytes for offloaded flows: the kernel's conntrack accounting (DESTROY events, a
+    // periodic dump of offloaded connections, and a last dump at shutdown).
+    let ct_stop = Arc::new(AtomicBool::new(false));
+    let accounting = if cfg.engine.offload {
+        match spawn_accounting(ct_inboxes.clone(), cfg.firewall.offload_mark, ct_stop.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("conntrack accounting unavailable ({e:#}): offloaded sessions report the packets vigil saw");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let stats_path = cfg.report.stats_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_STATS_FILE));
     let mut reloads = 0u64;
@@ -409,6 +428,13 @@ pub fn run(opts: RunOptions) -> Result<()> {
             result = Err(anyhow::Error::new(e).context("removing firewall rules"));
         }
     }
+    // The last accounting: a dump of the offloaded connections the kernel still tracks, so sessions
+    // ended by this shutdown carry the kernel's counts.
+    ct_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = accounting {
+        let _ = t.join();
+    }
+    drop(ct_inboxes);
     shared.stop.store(true, Ordering::SeqCst);
     for w in workers {
         if w.join().is_err() {
@@ -435,7 +461,19 @@ pub fn run(opts: RunOptions) -> Result<()> {
     result
 }
 
+/// The kernel's counters for a connection, broadcast to every worker (the one that owns the
+/// flow applies them).
+#[derive(Debug, Clone, Copy)]
+struct CtAccount {
+    conn: vigil_engine::Connection,
+    counters: vigil_engine::ConnCounters,
+    /// The kernel destroyed the connection (a DESTROY event), not a periodic dump.
+    ended: bool,
+}
+
 struct Worker {
+    /// Conntrack accounting for the flows this worker may own.
+    ct_inbox: crossbeam_channel::Receiver<CtAccount>,
     slot: usize,
     qcfg: QueueConfig,
     pcfg: PipelineConfig,
@@ -575,6 +613,9 @@ impl Worker {
                     0
                 }
             };
+            while let Ok(a) = self.ct_inbox.try_recv() {
+                pipeline.account(&a.conn, a.counters, a.ended, Timestamp::now());
+            }
             for ev in pipeline.drain_events() {
                 match ev {
                     Event::Revoke(conn) => revoke(&mut conntrack, &conn, &mut stats),
@@ -596,6 +637,10 @@ impl Worker {
                 }
             }
         }
+        // The shutdown dump was sent before the stop flag: apply it before the last records.
+        while let Ok(a) = self.ct_inbox.try_recv() {
+            pipeline.account(&a.conn, a.counters, a.ended, Timestamp::now());
+        }
         pipeline.finish(EndReason::Shutdown);
         for ev in pipeline.drain_events() {
             match ev {
@@ -616,6 +661,83 @@ impl Worker {
             *s = stats;
         }
     }
+}
+
+fn ct_account(e: &vigil_nfq::conntrack::CtEntry, ended: bool) -> Option<CtAccount> {
+    let l4 = vigil_wire::L4Proto::from_number(e.orig.proto);
+    if !matches!(l4, vigil_wire::L4Proto::Tcp | vigil_wire::L4Proto::Udp | vigil_wire::L4Proto::Other(132)) {
+        return None;
+    }
+    Some(CtAccount {
+        conn: vigil_engine::Connection { l4, client: (e.orig.src, e.orig.sport), server: (e.orig.dst, e.orig.dport) },
+        counters: vigil_engine::ConnCounters {
+            packets_c2s: e.packets_orig?,
+            bytes_c2s: e.bytes_orig?,
+            packets_s2c: e.packets_reply.unwrap_or(0),
+            bytes_s2c: e.bytes_reply.unwrap_or(0),
+        },
+        ended,
+    })
+}
+
+/// Conntrack accounting: DESTROY events (with counters, as `nf_conntrack_acct` is on) end the
+/// sessions of offloaded connections with the kernel's counts; a dump of the offloaded
+/// connections every 30 s (and after lost events) keeps live sessions' counts current; a last
+/// dump when `stop` is set (shutdown). Every account goes to every worker's inbox.
+fn spawn_accounting(
+    inboxes: Vec<Sender<CtAccount>>,
+    offload_mark: u32,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>> {
+    use vigil_nfq::conntrack::Conntrack;
+    use vigil_nfq::{CtEvents, CtGroups};
+    // Events for connections that existed before vigil subscribed need nf_conntrack_events = 1.
+    if std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_events").is_ok_and(|v| v.trim() == "2") {
+        let _ = std::fs::write("/proc/sys/net/netfilter/nf_conntrack_events", "1");
+    }
+    let mut events = CtEvents::subscribe(CtGroups::DESTROY).context("subscribing to conntrack events")?;
+    let mut ct = Conntrack::open().context("opening ctnetlink")?;
+    let send = move |a: CtAccount, inboxes: &[Sender<CtAccount>]| {
+        for tx in inboxes {
+            let _ = tx.try_send(a);
+        }
+    };
+    Ok(std::thread::Builder::new().name("vigil-conntrack".into()).spawn(move || {
+        let mut last_dump = Instant::now();
+        let mut dump_now = true;
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            if dump_now || stopping || last_dump.elapsed() >= Duration::from_secs(30) {
+                let r = ct.dump_marked(offload_mark, offload_mark, |e| {
+                    if let Some(a) = ct_account(&e, false) {
+                        send(a, &inboxes);
+                    }
+                });
+                if let Err(e) = r {
+                    log::debug!("conntrack dump failed: {e}");
+                }
+                last_dump = Instant::now();
+                dump_now = false;
+            }
+            if stopping {
+                break;
+            }
+            match events.recv(Duration::from_millis(200)) {
+                Ok(batch) => {
+                    dump_now = batch.overrun;
+                    for ev in &batch.events {
+                        if let Some(a) = ct_account(&ev.entry, true) {
+                            send(a, &inboxes);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("conntrack events: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    })?)
 }
 
 fn send_record(tx: &Sender<Record>, ev: Event, dropped: &AtomicU64) {

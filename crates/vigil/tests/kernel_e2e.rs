@@ -400,13 +400,18 @@ impl<'a> VigilProc<'a> {
     /// Writes `config` (without a `[report]` section: added here) and starts vigil; returns once
     /// the stats file exists (written after the queues are bound and the rules installed).
     fn start(lab: &'a Lab, dir: &TempDir, name: &str, config: &str) -> VigilProc<'a> {
+        Self::start_reporting(lab, dir, name, config, "")
+    }
+
+    /// Like `start`, with more `[report]` keys (`report` is TOML lines for that table).
+    fn start_reporting(lab: &'a Lab, dir: &TempDir, name: &str, config: &str, report: &str) -> VigilProc<'a> {
         let stats = dir.path(&format!("{name}-stats.json"));
         let flows = dir.path(&format!("{name}-flows.jsonl"));
         let stderr = dir.path(&format!("{name}-stderr.log"));
         let _ = std::fs::remove_file(&stats);
         let _ = std::fs::remove_file(&flows);
         let text = format!(
-            "{config}\n[report]\nflow_log = {:?}\nstats_file = {:?}\n",
+            "{config}\n[report]\nflow_log = {:?}\nstats_file = {:?}\n{report}\n",
             flows.to_str().unwrap(),
             stats.to_str().unwrap()
         );
@@ -1416,4 +1421,106 @@ fn inline_classification_names_tls_http_and_dns_learned_flows() {
     assert_eq!(plain["hostname"], "files.dropbox.com", "named by the DNS answer: {plain:#}");
     assert_eq!(plain["name_source"], "dns-cache", "{plain:#}");
     assert_eq!(plain["app"], "Dropbox", "{plain:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. reports: known transfers end up in the session database within 1%, with and without
+//     offload; DNS answers in the DNS log; blocked attempts as blocks with their rule
+
+#[test]
+fn reports_count_transfers_within_one_percent_and_log_dns_and_blocks() {
+    if !root_or_skip() {
+        return;
+    }
+    let env = Env::new("reports");
+    let www = env.dir.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    const BIG: u64 = 100 << 20;
+    const SMALL: u64 = 20 << 20;
+    sized_file(&www, "big", BIG);
+    sized_file(&www, "small", SMALL);
+    env.http_servers(&www, 8080);
+    env.py_server(&["tcp-banner", "23", V4_SERVER, V6_SERVER]);
+    env.lab
+        .spawn_in(
+            env.server(),
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=198.18.2.2",
+                "--address=/reports.test/198.18.2.2",
+                "--user=root",
+                "--pid-file",
+            ],
+        )
+        .unwrap();
+    wait_listen(&env.lab, env.server(), "t", 23, 2);
+    wait_listen(&env.lab, env.server(), "u", 53, 1);
+    let _lock = vigil_lock();
+    for (name, config, size) in [
+        // Offloaded: vigil sees the first packets; the bytes come from conntrack.
+        ("offload", "[[policy.rules]]\nname = \"no-telnet\"\naction = \"block\"\ndst_ports = [23]\n", BIG),
+        // Every packet through vigil.
+        (
+            "queued",
+            &*format!("{NO_OFFLOAD}[[policy.rules]]\nname = \"no-telnet\"\naction = \"block\"\ndst_ports = [23]\n"),
+            SMALL,
+        ),
+    ] {
+        let db = env.dir.path(&format!("{name}.db"));
+        let report = format!("sqlite = {:?}\n", db.to_str().unwrap());
+        let mut vigil = VigilProc::start_reporting(&env.lab, &env.dir, name, config, &report);
+        let file = if size == BIG { "big" } else { "small" };
+        assert_eq!(env.curl_size(V4_SERVER, 8080, file, &[]), size);
+        let answer =
+            sh(&env.lab, env.client(), &["dig", "+short", "@198.18.2.2", &format!("{name}.reports.test"), "A"]);
+        assert_eq!(answer.trim(), V4_SERVER);
+        let (r, _) = env.tcp_get(V4_SERVER, 23, 2.0);
+        assert!(r.is_err(), "port 23 is blocked");
+        vigil.stop();
+
+        let cfg = vigil.config.to_str().unwrap().to_string();
+        let sessions: Vec<Value> = check({
+            let mut c = Command::new(VIGIL);
+            c.args(["sessions", "--config", &cfg, "--since", "1h", "--format", "json"]);
+            c
+        })
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let http: Vec<&Value> = sessions.iter().filter(|s| s["dport"] == 8080 && s["dst"] == V4_SERVER).collect();
+        assert_eq!(http.len(), 1, "one session for the transfer: {sessions:#?}");
+        let bs = u(&http[0]["bytes_s2c"]);
+        let over = (bs as f64 - size as f64) / size as f64 * 100.0;
+        println!("{name}: body {size} B, session bytes_s2c {bs} B (+{over:.2} %), source {}", http[0]["bytes_source"]);
+        // The session counts IP bytes: the body plus HTTP, TCP and IP headers (GSO on veth makes
+        // the header share small). Within 1% of the body, and never less than it.
+        assert!(
+            bs >= size && over < 1.0,
+            "{name}: bytes_s2c {bs} for a {size}-byte body (+{over:.2} %): {:#}",
+            http[0]
+        );
+
+        let dns = check({
+            let mut c = Command::new(VIGIL);
+            c.args(["report", "dns", "--config", &cfg, "--since", "1h", "--format", "csv"]);
+            c
+        });
+        assert!(dns.contains(&format!("{name}.reports.test")) && dns.contains(V4_SERVER), "{dns}");
+        let blocked = check({
+            let mut c = Command::new(VIGIL);
+            c.args(["report", "blocked", "--config", &cfg, "--since", "1h", "--format", "json"]);
+            c
+        });
+        assert!(blocked.contains("no-telnet"), "{blocked}");
+        let top = check({
+            let mut c = Command::new(VIGIL);
+            c.args(["report", "top-clients", "--config", &cfg, "--since", "1h", "--format", "csv"]);
+            c
+        });
+        assert!(top.contains("198.18.1.2"), "{top}");
+    }
 }

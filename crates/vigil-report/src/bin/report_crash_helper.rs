@@ -41,6 +41,7 @@ fn session(id: u64) -> SessionRow {
         out_if: None,
         client_mac: None,
         interim: false,
+        bytes_source: Some("vigil".into()),
     }
 }
 

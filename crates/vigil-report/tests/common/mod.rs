@@ -59,6 +59,7 @@ pub fn session(id: u64, src: &str, app: Option<&str>, host: Option<&str>, first_
         out_if: Some("wan0".into()),
         client_mac: Some("02:00:00:00:00:01".into()),
         interim: false,
+        bytes_source: Some("vigil".into()),
     }
 }
 
