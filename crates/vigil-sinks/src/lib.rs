@@ -26,6 +26,7 @@ pub(crate) mod testutil {
             out_if: Some("wan0".into()),
             client_mac: Some("02:00:00:00:00:0a".into()),
             interim: false,
+            bytes_source: "vigil".into(),
             proto: "tcp".into(),
             src: "192.168.1.10".parse().unwrap(),
             sport: 51234,

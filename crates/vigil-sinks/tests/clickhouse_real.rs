@@ -189,6 +189,7 @@ fn session(id: u64) -> Record {
         out_if: Some("wan0".into()),
         client_mac: None,
         interim: false,
+        bytes_source: "vigil".into(),
         proto: "tcp".into(),
         src: "192.168.1.10".parse().unwrap(),
         sport: (id % 60000) as u16 + 1024,

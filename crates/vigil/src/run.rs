@@ -269,7 +269,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
             offload: cfg.engine.offload,
             classify: cfg.classify.classification(sigdb.clone(), dns_cache.clone()),
             // Session ids: 24 bits that differ per worker and per run, 40 bits of counter.
-            flow_id_salt: (started.micros() / 1_000_000 ^ u64::from(std::process::id()) << 8).wrapping_add(slot as u64)
+            flow_id_salt: ((started.micros() / 1_000_000) ^ (u64::from(std::process::id()) << 8))
+                .wrapping_add(slot as u64)
                 & 0xff_ffff,
             interim_interval: (cfg.report.interim_interval > 0)
                 .then(|| Duration::from_secs(cfg.report.interim_interval)),
