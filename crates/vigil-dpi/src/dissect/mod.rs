@@ -62,6 +62,8 @@ pub trait Dissector: Send {
 }
 
 /// The candidates for a new flow, most specific first. Zero-sized dissectors cost no allocation.
+// Uniform `::default()`: a stateless dissector may grow state without touching this list.
+#[allow(clippy::default_constructed_unit_structs)]
 pub fn candidates(l4: L4Proto) -> Vec<Box<dyn Dissector>> {
     match l4 {
         L4Proto::Tcp => vec![
