@@ -175,3 +175,41 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn policy_test_shows_each_flow_and_totals_by_rule() {
+    let dir = tempdir();
+    let cfg = dir.join("policy.toml");
+    std::fs::write(
+        &cfg,
+        "[[policy.rules]]\nname = \"no-ftp-control\"\naction = \"reject\"\ndst_ports = [21]\n\
+         [[policy.rules]]\nname = \"data-ok\"\naction = \"allow\"\ndst_ports = [\"20000-30000\"]\n",
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["policy", "test", "--config", cfg.to_str().unwrap(), "--format", "jsonl"])
+        .arg(fixture("ftp.pcap"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let flows: Vec<&Value> = lines.iter().filter(|l| l.get("summary").is_none()).collect();
+    let sums: Vec<&Value> = lines.iter().filter(|l| l["summary"] == "rule").collect();
+    assert_eq!(flows.len(), 3);
+    let ctrl = flows.iter().find(|f| f["dport"] == 21).unwrap();
+    assert_eq!((ctrl["verdict"].as_str(), ctrl["rule"].as_str()), (Some("reject"), Some("no-ftp-control")));
+    let reject = sums.iter().find(|s| s["rule"] == "no-ftp-control").expect("a total for the rule");
+    assert_eq!((reject["flows"].as_u64(), reject["verdict"].as_str()), (Some(1), Some("reject")));
+    assert_eq!(reject["packets"].as_u64(), Some(41 + 27));
+    let data = sums.iter().find(|s| s["rule"] == "data-ok").unwrap();
+    assert_eq!(data["flows"].as_u64(), Some(2));
+
+    // A policy naming an unknown application is refused with the rule's name.
+    std::fs::write(&cfg, "[[policy.rules]]\nname = \"x\"\naction = \"block\"\napps = [\"NoSuchApp\"]\n").unwrap();
+    let out =
+        vigil().args(["policy", "test", "--config", cfg.to_str().unwrap()]).arg(fixture("ftp.pcap")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NoSuchApp") && err.contains("`x`"), "{err}");
+}
