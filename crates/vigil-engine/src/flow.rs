@@ -121,6 +121,8 @@ pub struct Flow {
     pub last_reported: Timestamp,
     /// Counters came from the kernel's conntrack accounting (offloaded flows).
     pub kernel_counted: bool,
+    /// Packets of this flow the shell is holding until the decision.
+    pub held: u32,
 }
 
 /// What is known about the flow's application layer, once classification completed.

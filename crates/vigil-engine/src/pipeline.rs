@@ -25,6 +25,9 @@ pub struct PacketMeta {
 pub enum Action {
     Accept,
     Drop,
+    /// Keep the packet until its flow is decided (`hold_undecided`): the shell answers it when
+    /// an `Event::Release` for the flow comes, or accepts it after its hold timeout.
+    Hold,
 }
 
 /// The pipeline's answer for one packet.
@@ -39,11 +42,13 @@ pub struct Decision {
     pub mark: Option<u32>,
     /// Packets the shell must send (TCP resets, ICMP unreachable, an HTTP block page): `reject`.
     pub inject: Vec<Vec<u8>>,
+    /// The flow the packet belongs to (0 for packets outside flows), for held packets.
+    pub flow_id: u64,
 }
 
 impl Decision {
     fn accept() -> Self {
-        Decision { action: Action::Accept, offload: false, rule: None, mark: None, inject: Vec::new() }
+        Decision { action: Action::Accept, offload: false, rule: None, mark: None, inject: Vec::new(), flow_id: 0 }
     }
 }
 
@@ -78,6 +83,8 @@ pub enum Event {
     Dns(Box<DnsRecord>),
     /// A flow was blocked or rejected.
     Block(Box<BlockRecord>),
+    /// A flow with held packets was decided: the shell answers them (in order) with this.
+    Release { flow_id: u64, pass: bool, mark: Option<u32> },
 }
 
 /// Counters kept by one pipeline; the shells sum them across workers.
@@ -102,6 +109,8 @@ pub struct PipelineStats {
     pub injected: u64,
     /// Offloaded flows sent back to userspace by a policy change.
     pub revoked: u64,
+    /// Packets held while their flow's decision waited (`hold_undecided`).
+    pub held: u64,
 }
 
 impl std::ops::AddAssign for PipelineStats {
@@ -120,6 +129,7 @@ impl std::ops::AddAssign for PipelineStats {
         self.pending_passed += o.pending_passed;
         self.injected += o.injected;
         self.revoked += o.revoked;
+        self.held += o.held;
     }
 }
 
@@ -136,6 +146,10 @@ pub struct PipelineConfig {
     pub flow_id_salt: u64,
     /// Report long sessions every this often while they run (None: only when they end).
     pub interim_interval: Option<std::time::Duration>,
+    /// Hold the payload-carrying packets of flows whose decision waits for classification,
+    /// instead of passing them (handshake packets still pass: holding them would stall the
+    /// connection that must bring the deciding data).
+    pub hold_undecided: bool,
 }
 
 /// What classification shares across workers: the signature database (swapped on reload) and
@@ -285,6 +299,7 @@ impl Pipeline {
         match decision.action {
             Action::Accept => self.stats.accepted += 1,
             Action::Drop => self.stats.dropped += 1,
+            Action::Hold => self.stats.held += 1,
         }
         decision
     }
@@ -404,15 +419,31 @@ impl Pipeline {
             flow.ended_by.get_or_insert(reason);
         }
         let (is_http, host) = (flow.l7_protocol_is_http(), flow_host(flow).map(str::to_owned));
+        let held_before = flow.held;
         let Some(d) = flow.decision.as_mut() else {
             // Waiting for classification to decide: the packet passes (a blocked TLS or QUIC flow
-            // is decided at its ClientHello, which is then dropped).
-            self.stats.pending_passed += 1;
+            // is decided at its ClientHello, which is then dropped), or with `hold_undecided` a
+            // packet carrying payload is held until the decision.
+            let flow_id = flow.id;
+            let hold = self.cfg.hold_undecided && !info.payload.is_empty();
+            if hold {
+                flow.held += 1;
+            } else {
+                self.stats.pending_passed += 1;
+            }
             if reclass {
                 self.table.reclass(&key);
             }
-            return Decision::accept();
+            return Decision {
+                action: if hold { Action::Hold } else { Action::Accept },
+                flow_id,
+                ..Decision::accept()
+            };
         };
+        if held_before > 0 {
+            self.events.push(Event::Release { flow_id: flow.id, pass: d.action.passes(), mark: d.mark });
+            flow.held = 0;
+        }
         let action = if d.action.passes() { Action::Accept } else { Action::Drop };
         let mut inject = Vec::new();
         if d.action == RuleAction::Reject && d.answers < MAX_REJECT_ANSWERS {
@@ -430,10 +461,11 @@ impl Pipeline {
             self.stats.flows_offloaded += 1;
         }
         let (rule, mark) = (d.rule.clone(), d.mark);
+        let flow_id_now = flow.id;
         if reclass {
             self.table.reclass(&key);
         }
-        Decision { action, offload, rule, mark, inject }
+        Decision { action, offload, rule, mark, inject, flow_id: flow_id_now }
     }
 
     /// Expires idle flows, and re-checks decisions when a schedule may have changed (each
@@ -721,6 +753,7 @@ fn new_flow(key: FlowKey, lo_to_hi: bool, info: &PacketInfo<'_>, meta: &PacketMe
         last_reported: now,
         id: 0,
         kernel_counted: false,
+        held: 0,
     }
 }
 
@@ -1140,5 +1173,64 @@ mod accounting_tests {
         assert_eq!(p.process(&udp(6000, b"x"), &PacketMeta::default(), Timestamp::from_secs(1)).action, Action::Drop);
         p.account(&conn(6000), ConnCounters::default(), true, Timestamp::from_secs(2));
         assert_eq!(p.flows().len(), 1, "still tracked: its next packets are dropped without a new decision");
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+    use vigil_dpi::{DnsCache, SignatureDb};
+
+    fn tcp(flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let mut p =
+            vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 6, 0, 0, 198, 18, 1, 2, 198, 18, 2, 2];
+        p.extend_from_slice(&41000u16.to_be_bytes());
+        p.extend_from_slice(&80u16.to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn pipeline(hold: bool) -> Pipeline {
+        let cfg: crate::policy::PolicyConfig =
+            toml::from_str("[[rules]]\nname='held'\naction='block'\nhostnames=['*.hold.test']\n").unwrap();
+        let classify = Classification {
+            sigdb: Arc::new(SignatureDb::builtin().unwrap()),
+            dns_cache: Arc::new(DnsCache::new(64)),
+            config: Default::default(),
+        };
+        Pipeline::new(
+            PipelineConfig { classify: Some(classify), hold_undecided: hold, offload: true, ..Default::default() },
+            Arc::new(Policy::compile(&cfg).unwrap()),
+        )
+    }
+
+    #[test]
+    fn payload_of_undecided_flows_is_held_then_released_with_the_decision() {
+        let m = PacketMeta::default();
+        let t = Timestamp::from_secs(9);
+        for (host, pass) in [("www.hold.test", false), ("www.example.org", true)] {
+            let mut p = pipeline(true);
+            // The handshake passes: holding it would stall the connection.
+            assert_eq!(p.process(&tcp(tcp::SYN, 100, b""), &m, t).action, Action::Accept);
+            // A request line without a Host yet: undecided, held.
+            let d1 = p.process(&tcp(tcp::ACK | tcp::PSH, 101, b"GET / HTTP/1.1\r\n"), &m, t);
+            assert_eq!(d1.action, Action::Hold);
+            assert!(p.drain_events().all(|e| !matches!(e, Event::Release { .. })));
+            // The Host arrives: decided at this packet, and the held packet follows the decision.
+            let d2 = p.process(&tcp(tcp::ACK | tcp::PSH, 117, format!("Host: {host}\r\n\r\n").as_bytes()), &m, t);
+            let releases: Vec<Event> = p.drain_events().filter(|e| matches!(e, Event::Release { .. })).collect();
+            assert!(
+                matches!(releases[..], [Event::Release { flow_id, pass: p, .. }] if flow_id == d1.flow_id && p == pass),
+                "{host}: {releases:?}"
+            );
+            assert_eq!(d2.action, if pass { Action::Accept } else { Action::Drop }, "{host}");
+        }
+        // Without hold, undecided packets pass.
+        let mut p = pipeline(false);
+        p.process(&tcp(tcp::SYN, 100, b""), &m, t);
+        assert_eq!(p.process(&tcp(tcp::ACK | tcp::PSH, 101, b"GET / HTTP/1.1\r\n"), &m, t).action, Action::Accept);
     }
 }

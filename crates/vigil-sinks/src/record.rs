@@ -17,13 +17,13 @@ pub enum Record {
 }
 
 impl Record {
-    /// The record an engine event carries, if any (`Revoke` carries none).
+    /// The record an engine event carries, if any (`Revoke` and `Release` carry none).
     pub fn from_event(ev: Event) -> Option<Record> {
         match ev {
             Event::FlowEnd(f) | Event::FlowUpdate(f) => Some(Record::Flow(f)),
             Event::Dns(d) => Some(Record::Dns(d)),
             Event::Block(b) => Some(Record::Block(b)),
-            Event::Revoke(_) => None,
+            Event::Revoke(_) | Event::Release { .. } => None,
         }
     }
 }

@@ -132,6 +132,11 @@ pub struct EngineConfig {
     pub rcvbuf: usize,
     /// Hand decided flows back to the kernel (connmark), so the rest of each flow never leaves it.
     pub offload: bool,
+    /// Hold the payload packets of flows whose policy decision waits for classification, instead
+    /// of passing them (the server then sees nothing of a flow that ends up blocked).
+    pub hold_undecided: bool,
+    /// How long a held packet waits for its flow's decision before it passes (fail open), ms.
+    pub hold_timeout_ms: u64,
     pub flows: FlowTableConfig,
 }
 
@@ -145,6 +150,8 @@ impl Default for EngineConfig {
             gso: true,
             rcvbuf: 8 << 20,
             offload: true,
+            hold_undecided: false,
+            hold_timeout_ms: 1000,
             flows: FlowTableConfig::default(),
         }
     }

@@ -56,7 +56,8 @@ pub fn replay_file(
         let now = Timestamp::from_micros(pkt.ts_micros);
         summary.packets += 1;
         match pipeline.process(pkt.l3.bytes(), &meta, now).action {
-            Action::Accept => summary.accepted += 1,
+            // Offline nothing is held: a held packet would have passed or been dropped later.
+            Action::Accept | Action::Hold => summary.accepted += 1,
             Action::Drop => summary.dropped += 1,
         }
         // Expire in capture time, so a long capture splits reused ports into separate flows.
@@ -85,7 +86,7 @@ fn emit(p: &mut Pipeline, s: &mut ReplaySummary, sink: &mut dyn FnMut(FlowRecord
                 sink(*rec)?;
             }
             // Offline there is no kernel state to revoke; replay reports sessions only.
-            Event::Revoke(_) | Event::FlowUpdate(_) | Event::Dns(_) | Event::Block(_) => {}
+            Event::Revoke(_) | Event::FlowUpdate(_) | Event::Dns(_) | Event::Block(_) | Event::Release { .. } => {}
         }
     }
     Ok(())

@@ -68,6 +68,9 @@ pub struct WorkerStats {
     pub gso_packets: u64,
     /// Reject answers sent (resets, ICMP unreachable, block pages).
     pub injected: u64,
+    /// Packets held until their flow's decision, and those released by the hold timeout.
+    pub held: u64,
+    pub hold_timeouts: u64,
     /// Offloaded connections sent back from the kernel after a policy change.
     pub revoked: u64,
     pub revoke_errors: u64,
@@ -274,10 +277,12 @@ pub fn run(opts: RunOptions) -> Result<()> {
                 & 0xff_ffff,
             interim_interval: (cfg.report.interim_interval > 0)
                 .then(|| Duration::from_secs(cfg.report.interim_interval)),
+            hold_undecided: cfg.engine.hold_undecided,
         };
         let (ct_tx, ct_rx) = crossbeam_channel::bounded(65_536);
         ct_inboxes.push(ct_tx);
         let worker = Worker {
+            hold_timeout: Duration::from_millis(cfg.engine.hold_timeout_ms),
             ct_inbox: ct_rx,
             slot,
             qcfg,
@@ -473,6 +478,8 @@ struct CtAccount {
 }
 
 struct Worker {
+    /// How long a held packet waits for its flow's decision before it passes.
+    hold_timeout: Duration,
     /// Conntrack accounting for the flows this worker may own.
     ct_inbox: crossbeam_channel::Receiver<CtAccount>,
     slot: usize,
@@ -520,6 +527,8 @@ impl Worker {
             }
         };
         let mut latency = LatencySamples::default();
+        // Packets held until their flow's decision: flow id -> (packet id, since), in order.
+        let mut held: std::collections::HashMap<u64, Vec<(u32, Instant)>> = Default::default();
         let (mut generation, book) = self.shared.policy.current();
         let mut pipeline = Pipeline::new(self.pcfg.clone(), book.policy);
         let mut stats = WorkerStats { queue: self.qcfg.queue_num, ..Default::default() };
@@ -543,7 +552,7 @@ impl Worker {
                     let received_at = Instant::now();
                     let now = Timestamp::now();
                     let n = batch.len();
-                    let mut plain_accept_upto: Option<u32> = None;
+                    let mut plain_accepts: Vec<u32> = Vec::new();
                     for pkt in batch.packets() {
                         if pkt.is_gso() {
                             stats.gso_packets += 1;
@@ -562,6 +571,29 @@ impl Worker {
                             }
                         }
                         let d = pipeline.process(pkt.payload, &meta, now);
+                        // A decision releases the flow's held packets: answered before this
+                        // packet, so that an accepted flow keeps its order.
+                        for ev in pipeline.drain_events() {
+                            match ev {
+                                Event::Release { flow_id, pass, mark } => {
+                                    for (id, _) in held.remove(&flow_id).unwrap_or_default() {
+                                        let v = match (pass, mark) {
+                                            (true, None) => Verdict::accept(id),
+                                            (true, Some(m)) => Verdict::accept(id).with_mark(m),
+                                            (false, _) => Verdict::drop(id),
+                                        };
+                                        if let Err(e) = batch.push_verdict(&v) {
+                                            log::warn!(
+                                                "queue {}: held packet {id} not answered: {e}",
+                                                self.qcfg.queue_num
+                                            );
+                                        }
+                                    }
+                                }
+                                Event::Revoke(conn) => revoke(&mut conntrack, &conn, &mut stats),
+                                other => send_record(&self.records, other, &self.shared.records_dropped),
+                            }
+                        }
                         for answer in &d.inject {
                             match injector.as_ref().map(|i| i.send(answer)) {
                                 Some(Ok(())) => stats.injected += 1,
@@ -573,7 +605,12 @@ impl Worker {
                         }
                         let res = match (d.action, d.offload, d.mark) {
                             (Action::Accept, false, None) => {
-                                plain_accept_upto = Some(pkt.id);
+                                plain_accepts.push(pkt.id);
+                                Ok(())
+                            }
+                            (Action::Hold, _, _) => {
+                                held.entry(d.flow_id).or_default().push((pkt.id, Instant::now()));
+                                stats.held += 1;
                                 Ok(())
                             }
                             (Action::Accept, false, Some(m)) => {
@@ -596,8 +633,19 @@ impl Worker {
                     }
                     // Every packet up to the last one is answered in this round, so one batch
                     // verdict covers the plain accepts (individual verdicts precede it).
-                    if let Some(id) = plain_accept_upto {
-                        batch.push_batch_accept(id, None);
+                    // Every packet up to the last one is answered in this round, so one batch
+                    // verdict covers the plain accepts, unless packets are held: a batch verdict
+                    // would answer them too.
+                    if held.is_empty() {
+                        if let Some(&id) = plain_accepts.last() {
+                            batch.push_batch_accept(id, None);
+                        }
+                    } else {
+                        for id in plain_accepts {
+                            if let Err(e) = batch.push_verdict(&Verdict::accept(id)) {
+                                log::warn!("queue {}: verdict for packet {id} not queued: {e}", self.qcfg.queue_num);
+                            }
+                        }
                     }
                     if let Err(e) = batch.flush() {
                         log::warn!("queue {}: sending verdicts failed: {e}", self.qcfg.queue_num);
@@ -616,6 +664,22 @@ impl Worker {
             };
             while let Ok(a) = self.ct_inbox.try_recv() {
                 pipeline.account(&a.conn, a.counters, a.ended, Timestamp::now());
+            }
+            // Held packets whose flow is still undecided after the hold timeout pass (fail open),
+            // and all of them at shutdown.
+            if !held.is_empty() {
+                let expired: Vec<u64> = held
+                    .iter()
+                    .filter(|(_, pkts)| stopping_since.is_some() || pkts[0].1.elapsed() >= self.hold_timeout)
+                    .map(|(&f, _)| f)
+                    .collect();
+                for f in expired {
+                    for (id, _) in held.remove(&f).unwrap_or_default() {
+                        stats.hold_timeouts += 1;
+                        let _ = queue.push_verdict(&Verdict::accept(id));
+                    }
+                }
+                let _ = queue.flush();
             }
             for ev in pipeline.drain_events() {
                 match ev {

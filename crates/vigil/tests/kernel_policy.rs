@@ -317,6 +317,30 @@ elif mode == 'stream-get':        # HOST PORT NAME SECONDS: request the stream; 
             break
         total += len(b)
         print('data %d' % total)
+elif mode == 'tcp-record':        # PORT FILE ADDR: append everything each connection sends to FILE
+    port, path = int(sys.argv[2]), sys.argv[3]
+    def serve(addr):
+        s = tcp_listener(addr, port)
+        while True:
+            c, _ = s.accept()
+            def one(c):
+                with c:
+                    while True:
+                        b = c.recv(65536)
+                        if not b:
+                            return
+                        with open(path, 'ab') as f:
+                            f.write(b)
+            threading.Thread(target=one, args=(c,), daemon=True).start()
+    serve_all(serve, sys.argv[4:])
+elif mode == 'split-request':     # HOST PORT NAME: the request line, a pause, then the Host header
+    s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=3)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(b'GET / HTTP/1.1\r\n')
+    time.sleep(0.3)
+    s.sendall(('Host: %s\r\n\r\n' % sys.argv[4]).encode())
+    time.sleep(0.5)
+    s.close()
 elif mode == 'http-burst':        # ADDR PORT N THREADS: N short GETs (Host: burst-I.example.org); prints how many got 200
     import http.client
     addr, port, n, th = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -1350,4 +1374,39 @@ fn reload_cuts_a_flow_that_left_the_queue_unoffloaded() {
     vigil.stop();
     println!("unoffloaded stream after the blocking reload: {at_2s} bytes at +2 s, {at_4s} at +4 s; {:#}", st["total"]);
     assert_eq!(at_2s, at_4s, "the blocked stream still flows 2-4 s after the reload");
+}
+
+// With `hold_undecided`, the payload of a flow whose decision waits is held: a request split
+// before its Host header never reaches the server when the Host turns out blocked, and reaches it
+// whole, in order, when it is allowed. Without hold, the first part passes.
+#[test]
+fn held_packets_follow_their_flows_decision() {
+    if !root_or_skip() {
+        return;
+    }
+    let env = Env::new("hold");
+    let log = env.dir.write("received.txt", "");
+    env.py_server(&["tcp-record", "8088", log.to_str().unwrap(), V4_SERVER]);
+    wait_listen(&env.lab, env.server(), "t", 8088, 1);
+    let rules = "[[policy.rules]]\nname = \"held\"\naction = \"block\"\nhostnames = [\"*.hold.test\"]\n";
+    let _lock = vigil_lock();
+    for (hold, host, expect) in [
+        (true, "www.hold.test", ""),
+        (true, "www.example.org", "GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n"),
+        (false, "www.hold.test", "GET / HTTP/1.1\r\n"),
+    ] {
+        std::fs::write(&log, "").unwrap();
+        let config = format!("[engine]\nhold_undecided = {hold}\n{rules}");
+        let mut vigil = env.start_vigil("hold", &config);
+        let _ = output(env.py(env.client(), &["split-request", V4_SERVER, "8088", host]));
+        std::thread::sleep(Duration::from_millis(300));
+        let got = std::fs::read_to_string(&log).unwrap();
+        let stats = vigil.fresh_stats();
+        vigil.stop();
+        println!("hold={hold} {host}: server received {got:?}; held {}", stats["total"]["held"]);
+        assert_eq!(got, expect, "hold={hold}, host {host}");
+        if hold {
+            assert!(u(&stats["total"]["held"]) >= 1, "{stats:#}");
+        }
+    }
 }
