@@ -11,4 +11,4 @@ echo "== build"
 cargo build --locked --workspace --all-targets
 echo "== tests (unit, replay, kernel)"
 # Kernel tests build their own namespaces; two threads keep a 2-core machine responsive.
-cargo test --locked --workspace -- --test-threads=2
+cargo test --locked --workspace --no-fail-fast -- --test-threads=2

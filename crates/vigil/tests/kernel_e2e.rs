@@ -792,17 +792,22 @@ fn offload_100mb_transfer_sees_only_first_packets() {
     let flows = vigil.flows();
     let stats = vigil.stats();
     let total = &stats["total"];
+    // What vigil itself processed: a handful of packets per connection (its pipeline counter).
+    let seen = u(&total["packets"]);
+    assert!(seen > 0 && seen < 200, "vigil processed {seen} packets of two 100 MB transfers: {total:#}");
     for addr in [V4_SERVER, V6_SERVER] {
         let f = one_flow(&flows, "tcp", addr, 8080);
-        let seen = u(&f["packets_c2s"]) + u(&f["packets_s2c"]);
         assert_eq!(f["offloaded"], true, "{f:#}");
         assert_eq!(f["verdict"], "allow", "{f:#}");
-        assert!(seen > 0 && seen < 100, "vigil saw {seen} packets of a 100 MB transfer: {f:#}");
+        // The session's counts are the kernel's accounting of the whole connection.
+        assert_eq!(f["bytes_source"], "conntrack", "{f:#}");
+        assert!(u(&f["bytes_s2c"]) >= SIZE, "{f:#}");
         println!(
-            "offload {addr}: vigil saw {seen} packets ({} bytes) of {SIZE} bytes",
-            u(&f["bytes_c2s"]) + u(&f["bytes_s2c"])
+            "offload {addr}: session counts {} bytes of a {SIZE}-byte transfer from conntrack",
+            u(&f["bytes_s2c"])
         );
     }
+    println!("offload: vigil processed {seen} packets in all");
     assert!(u(&total["packets"]) < 200, "{total:#}");
     assert!(u(&total["flows_offloaded"]) >= 2, "{total:#}");
     assert!(rule_packets < 100, "IPv4 NFQUEUE rule matched {rule_packets} packets");
