@@ -271,27 +271,8 @@ pub enum Chain {
 
 /// A mark as a number or a string ("0x20000000").
 fn de_mark<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Num(i64),
-        Text(String),
-    }
-    let v = match Raw::deserialize(d)? {
-        Raw::Num(n) => u32::try_from(n).map_err(|_| de::Error::custom(format!("mark {n} does not fit in 32 bits")))?,
-        Raw::Text(s) => {
-            let t = s.trim();
-            let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-                Some(hex) => u32::from_str_radix(hex, 16),
-                None => t.parse(),
-            };
-            parsed.map_err(|_| de::Error::custom(format!("`{s}` is not a 32-bit mark (e.g. \"0x20000000\")")))?
-        }
-    };
-    if v == 0 {
-        return Err(de::Error::custom("offload_mark must not be 0"));
-    }
-    Ok(v)
+    // The same syntax and checks as a policy rule's `mark`.
+    vigil_engine::policy::Mark::deserialize(d).map(|m| m.0)
 }
 
 /// `[report]`.
@@ -582,6 +563,6 @@ domains = ["school.example"]
     fn marks_accept_hex_strings() {
         assert_eq!(parse("[firewall]\noffload_mark = \"0x100\"").unwrap().firewall.offload_mark, 0x100);
         assert_eq!(parse("[firewall]\noffload_mark = 4096").unwrap().firewall.offload_mark, 4096);
-        assert!(parse("[firewall]\noffload_mark = 0").unwrap_err().contains("must not be 0"));
+        assert!(parse("[firewall]\noffload_mark = 0").unwrap_err().contains("mark of 0"));
     }
 }
