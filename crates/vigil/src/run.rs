@@ -756,9 +756,13 @@ fn spawn_accounting(
 ) -> Result<JoinHandle<()>> {
     use vigil_nfq::conntrack::Conntrack;
     use vigil_nfq::{CtEvents, CtGroups};
-    // Events for connections that existed before vigil subscribed need nf_conntrack_events = 1.
-    if std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_events").is_ok_and(|v| v.trim() == "2") {
-        let _ = std::fs::write("/proc/sys/net/netfilter/nf_conntrack_events", "1");
+    // Events for connections that existed before vigil subscribed need nf_conntrack_events = 1
+    // (2, the default, only sends them for connections created while someone listens); the
+    // previous value is put back when the thread ends.
+    const EVENTS: &str = "/proc/sys/net/netfilter/nf_conntrack_events";
+    let events_before = std::fs::read_to_string(EVENTS).ok().map(|v| v.trim().to_string());
+    if events_before.as_deref() == Some("2") {
+        let _ = std::fs::write(EVENTS, "1");
     }
     let mut events = CtEvents::subscribe(CtGroups::DESTROY).context("subscribing to conntrack events")?;
     let mut ct = Conntrack::open().context("opening ctnetlink")?;
@@ -785,6 +789,9 @@ fn spawn_accounting(
                 dump_now = false;
             }
             if stopping {
+                if events_before.as_deref() == Some("2") {
+                    let _ = std::fs::write(EVENTS, "2");
+                }
                 break;
             }
             match events.recv(Duration::from_millis(200)) {
