@@ -387,6 +387,9 @@ fn base64(data: &[u8]) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DnsRecord {
     pub ts: Timestamp,
+    /// "udp" or "tcp" (DNS over TCP), as in flow records.
+    #[serde(default = "udp_name")]
+    pub proto: String,
     pub client: IpAddr,
     pub sport: u16,
     pub server: IpAddr,
@@ -401,6 +404,10 @@ pub struct DnsRecord {
     pub latency_us: Option<u64>,
     /// The session (flow id) the message belongs to.
     pub flow_id: u64,
+}
+
+fn udp_name() -> String {
+    "udp".into()
 }
 
 /// A flow blocked or rejected by the policy (one event per flow, at its decision).

@@ -371,6 +371,7 @@ impl Pipeline {
             for e in cls.take_dns_log() {
                 self.events.push(Event::Dns(Box::new(DnsRecord {
                     ts: Timestamp::from_micros(e.ts_micros),
+                    proto: key.l4.name().into_owned(),
                     client: client.0,
                     sport: client.1,
                     server: server.0,

@@ -207,6 +207,7 @@ fn generate(a: &Args, now: i64) {
         if i.is_multiple_of(4) {
             send(Record::Dns(DnsRow {
                 ts: s.first_seen,
+                proto: "udp".into(),
                 client: src,
                 sport: 53000,
                 server: std::net::IpAddr::from([10, 20, 0, 1]),

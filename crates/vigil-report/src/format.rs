@@ -119,8 +119,20 @@ impl Tabular for TopRow {
 }
 
 impl Tabular for DnsRow {
-    const FIELDS: &'static [&'static str] =
-        &["ts", "client", "sport", "server", "dport", "query", "qtype", "rcode", "answers", "latency_us", "flow_id"];
+    const FIELDS: &'static [&'static str] = &[
+        "ts",
+        "proto",
+        "client",
+        "sport",
+        "server",
+        "dport",
+        "query",
+        "qtype",
+        "rcode",
+        "answers",
+        "latency_us",
+        "flow_id",
+    ];
     fn table_headers() -> Vec<&'static str> {
         vec!["ts", "client", "server", "query", "qtype", "rcode", "answers", "latency_ms"]
     }

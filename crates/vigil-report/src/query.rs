@@ -328,7 +328,7 @@ fn block_row(r: &Row<'_>) -> rusqlite::Result<BlockRow> {
 }
 
 const DNS_SELECT: &str =
-    "SELECT ts, client, sport, server, dport, query, qtype, rcode, answers, latency_us, flow_id FROM dns";
+    "SELECT ts, client, sport, server, dport, query, qtype, rcode, answers, latency_us, flow_id, proto FROM dns";
 
 fn dns_row(r: &Row<'_>) -> rusqlite::Result<DnsRow> {
     Ok(DnsRow {
@@ -343,6 +343,7 @@ fn dns_row(r: &Row<'_>) -> rusqlite::Result<DnsRow> {
         answers: json_list(r, 8)?,
         latency_us: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
         flow_id: r.get::<_, i64>(10)? as u64,
+        proto: r.get(11)?,
     })
 }
 

@@ -124,6 +124,9 @@ impl From<&FlowRecord> for SessionRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsRow {
     pub ts: Timestamp,
+    /// "udp" or "tcp".
+    #[serde(default = "udp_name")]
+    pub proto: String,
     pub client: IpAddr,
     #[serde(default)]
     pub sport: u16,
@@ -142,10 +145,15 @@ pub struct DnsRow {
     pub flow_id: u64,
 }
 
+fn udp_name() -> String {
+    "udp".into()
+}
+
 impl From<&DnsRecord> for DnsRow {
     fn from(r: &DnsRecord) -> Self {
         DnsRow {
             ts: r.ts,
+            proto: r.proto.clone(),
             client: r.client,
             sport: r.sport,
             server: r.server,

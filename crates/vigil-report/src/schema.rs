@@ -127,6 +127,8 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 3: where a session's counts come from ("vigil" or "conntrack").
     "ALTER TABLE sessions ADD COLUMN bytes_source TEXT;",
+    // 4: the transport of a DNS message ("udp", "tcp").
+    "ALTER TABLE dns ADD COLUMN proto TEXT NOT NULL DEFAULT 'udp';",
 ];
 
 /// The version this build writes and reads.

@@ -378,8 +378,8 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(),
              bytes_c2s + bytes_s2c FROM sessions WHERE id = ?1 AND first_seen = ?2 AND interim = 1",
         )?;
         let mut insert_dns = tx.prepare_cached(
-            "INSERT INTO dns (ts, client, sport, server, dport, query, qtype, rcode, answers, latency_us, flow_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO dns (ts, client, sport, server, dport, query, qtype, rcode, answers, latency_us, flow_id, proto) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         let mut insert_block = tx.prepare_cached(
             "INSERT INTO blocks (ts, flow_id, client, sport, server, dport, proto, rule, action, reason, protocol, \
@@ -464,6 +464,7 @@ fn insert_dns_row(stmt: &mut rusqlite::CachedStatement<'_>, d: &DnsRow) -> Resul
         serde_json::to_string(&d.answers).unwrap_or_else(|_| "[]".into()),
         d.latency_us.map(|v| v as i64),
         d.flow_id as i64,
+        d.proto,
     ])?;
     Ok(())
 }

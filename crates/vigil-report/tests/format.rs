@@ -125,6 +125,7 @@ fn engine_dns_and_block_records_convert() {
     let t = vigil_engine::Timestamp::from_micros(1_700_000_000_000_000);
     let d = vigil_engine::DnsRecord {
         ts: t,
+        proto: "udp".into(),
         client: ip("10.0.0.1"),
         sport: 5353,
         server: ip("10.0.0.53"),

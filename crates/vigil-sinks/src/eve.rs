@@ -526,12 +526,14 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
 }
 
 fn dns_events(d: &DnsRecord) -> Vec<Event<'_>> {
-    // DnsRecord has no L4 protocol: DNS is reported as UDP (and without a community_id, which
-    // would be wrong for DNS over TCP).
+    let l4 = vigil_wire::L4Proto::from_name(&d.proto);
+    let community =
+        l4.map(|l4| Cow::<str>::Owned(vigil_engine::community_id(l4, (d.client, d.sport), (d.server, d.dport))));
     let common = |ts, event_type, src, dst| {
-        let mut e = base(ts, event_type, "udp", src, dst);
+        let mut e = base(ts, event_type, &d.proto, src, dst);
         e.flow_id = Some(d.flow_id);
         e.app_proto = Some("dns".into());
+        e.community_id = community.clone();
         e
     };
     // `ts` is the answer's; the query was `latency_us` earlier, when it was seen.

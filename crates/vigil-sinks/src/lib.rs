@@ -75,6 +75,7 @@ pub(crate) mod testutil {
     pub fn dns() -> DnsRecord {
         DnsRecord {
             ts: Timestamp(1_795_717_905_001_501),
+            proto: "udp".into(),
             client: "192.168.1.10".parse().unwrap(),
             sport: 40053,
             server: "192.168.1.1".parse().unwrap(),

@@ -66,6 +66,7 @@ pub fn session(id: u64, src: &str, app: Option<&str>, host: Option<&str>, first_
 pub fn dns(ts: i64, client: &str, query: &str) -> DnsRow {
     DnsRow {
         ts: Timestamp::from_micros(ts as u64),
+        proto: "udp".into(),
         client: ip(client),
         sport: 53000,
         server: ip("192.0.2.53"),

@@ -10,8 +10,8 @@ const TLS_EVENT: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_
 const TLS_FLOW: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_id":42,"in_iface":"lan0","event_type":"flow","src_ip":"192.168.1.10","src_port":51234,"dest_ip":"93.184.216.34","dest_port":443,"proto":"TCP","app_proto":"tls","community_id":"1:LQU9qZlK+B5F3KDmev6m5PMibrg=","flow":{"pkts_toserver":12,"pkts_toclient":10,"bytes_toserver":1500,"bytes_toclient":9000,"start":"2026-11-26T18:31:45.123456+0000","end":"2026-11-26T18:31:47.623456+0000","age":2,"state":"closed","reason":"timeout","alerted":false},"tcp":{"state":"closed"},"vigil":{"protocol":"TLS","app":"Example","category":"web","hostname":"www.example.com","name_source":"sni","verdict":"allow","rule":"web","ja4":"t13d1516h2_8daaf6152771_02713d6af862","end_reason":"fin","out_iface":"wan0","client_mac":"02:00:00:00:00:0a","dpi_packets":1}}"#;
 const HTTP_EVENT: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_id":43,"in_iface":"lan0","event_type":"http","src_ip":"192.168.1.10","src_port":51234,"dest_ip":"93.184.216.34","dest_port":80,"proto":"TCP","app_proto":"http","http":{"hostname":"www.example.com"}}"#;
 const HTTP_FLOW: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_id":43,"in_iface":"lan0","event_type":"flow","src_ip":"192.168.1.10","src_port":51234,"dest_ip":"93.184.216.34","dest_port":80,"proto":"TCP","app_proto":"http","flow":{"pkts_toserver":12,"pkts_toclient":10,"bytes_toserver":1500,"bytes_toclient":9000,"start":"2026-11-26T18:31:45.123456+0000","end":"2026-11-26T18:31:47.623456+0000","age":2,"state":"closed","reason":"timeout","alerted":false},"tcp":{"state":"closed"},"vigil":{"protocol":"HTTP","app":"Example","category":"web","hostname":"www.example.com","name_source":"http","verdict":"allow","rule":"web","end_reason":"fin","out_iface":"wan0","dpi_packets":1}}"#;
-const DNS_QUERY: &str = r#"{"timestamp":"2026-11-26T18:31:45.000001+0000","flow_id":7,"event_type":"dns","src_ip":"192.168.1.10","src_port":40053,"dest_ip":"192.168.1.1","dest_port":53,"proto":"UDP","app_proto":"dns","dns":{"type":"query","rrname":"www.example.com","rrtype":"A"}}"#;
-const DNS_ANSWER: &str = r#"{"timestamp":"2026-11-26T18:31:45.001501+0000","flow_id":7,"event_type":"dns","src_ip":"192.168.1.1","src_port":53,"dest_ip":"192.168.1.10","dest_port":40053,"proto":"UDP","app_proto":"dns","dns":{"type":"answer","rrname":"www.example.com","rrtype":"A","rcode":"NOERROR","answers":[{"rrname":"www.example.com","rrtype":"CNAME","rdata":"example.com"},{"rrname":"www.example.com","rrtype":"A","rdata":"93.184.216.34"}]},"vigil":{"latency_us":1500}}"#;
+const DNS_QUERY: &str = r#"{"timestamp":"2026-11-26T18:31:45.000001+0000","flow_id":7,"event_type":"dns","src_ip":"192.168.1.10","src_port":40053,"dest_ip":"192.168.1.1","dest_port":53,"proto":"UDP","app_proto":"dns","community_id":"1:h7bfPS2lX3uK+hgOlFG+sHoh1Gw=","dns":{"type":"query","rrname":"www.example.com","rrtype":"A"}}"#;
+const DNS_ANSWER: &str = r#"{"timestamp":"2026-11-26T18:31:45.001501+0000","flow_id":7,"event_type":"dns","src_ip":"192.168.1.1","src_port":53,"dest_ip":"192.168.1.10","dest_port":40053,"proto":"UDP","app_proto":"dns","community_id":"1:h7bfPS2lX3uK+hgOlFG+sHoh1Gw=","dns":{"type":"answer","rrname":"www.example.com","rrtype":"A","rcode":"NOERROR","answers":[{"rrname":"www.example.com","rrtype":"CNAME","rdata":"example.com"},{"rrname":"www.example.com","rrtype":"A","rdata":"93.184.216.34"}]},"vigil":{"latency_us":1500}}"#;
 const DROP: &str = r#"{"timestamp":"2026-11-26T18:31:45.500000+0000","flow_id":9,"event_type":"drop","src_ip":"192.168.1.10","src_port":40000,"dest_ip":"203.0.113.5","dest_port":443,"proto":"TCP","app_proto":"tls","community_id":"1:50BIXutF+KQZvphokAMeYOFf444=","drop":{"reason":"rules"},"vigil":{"protocol":"TLS","app":"Social","category":"social","hostname":"social.example","action":"block","reason":"policy","rule":"no-social"}}"#;
 
 #[test]
@@ -29,6 +29,20 @@ fn golden_http_session() {
 #[test]
 fn golden_dns() {
     assert_eq!(lines(&Record::from(testutil::dns()), false), [DNS_QUERY, DNS_ANSWER]);
+}
+
+/// DNS over TCP is reported as TCP, with the TCP connection's Community ID.
+#[test]
+fn dns_over_tcp_keeps_its_transport() {
+    let mut d = testutil::dns();
+    d.proto = "tcp".into();
+    let lines = lines(&Record::from(d), false);
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["proto"], "TCP", "{l}");
+        assert_ne!(v["community_id"], "1:h7bfPS2lX3uK+hgOlFG+sHoh1Gw=", "the UDP flow's id must not be reused: {l}");
+        assert!(v["community_id"].as_str().is_some_and(|c| c.starts_with("1:")), "{l}");
+    }
 }
 
 #[test]
