@@ -26,12 +26,15 @@ pub enum Direction {
 impl FlowKey {
     /// The key of a packet, and whether the packet travels from `lo` to `hi`.
     pub fn of(info: &PacketInfo<'_>) -> (FlowKey, bool) {
-        let a = (info.src, info.src_port);
-        let b = (info.dst, info.dst_port);
+        Self::between(info.l4, (info.src, info.src_port), (info.dst, info.dst_port))
+    }
+
+    /// The key of the conversation between `a` and `b`, and whether `a` is its `lo` end.
+    pub fn between(l4: L4Proto, a: (IpAddr, u16), b: (IpAddr, u16)) -> (FlowKey, bool) {
         if a <= b {
-            (FlowKey { l4: info.l4, lo: a, hi: b }, true)
+            (FlowKey { l4, lo: a, hi: b }, true)
         } else {
-            (FlowKey { l4: info.l4, lo: b, hi: a }, false)
+            (FlowKey { l4, lo: b, hi: a }, false)
         }
     }
 }

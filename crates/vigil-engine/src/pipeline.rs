@@ -245,8 +245,7 @@ impl Pipeline {
                 }
                 // Revoke whether offloaded or not: a flow past the `queue_packets` cap has left
                 // the queue too, and only a fresh conntrack entry brings its packets back.
-                let (client, server) = (flow.client(), flow.server());
-                events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
+                events.push(Event::Revoke(connection(flow)));
                 stats.revoked += 1;
                 flow.offloaded = false;
             }
@@ -402,8 +401,7 @@ impl Pipeline {
                 // connection, and they count towards the `queue_packets` cap: without a fresh
                 // conntrack entry, the packets past the cap would skip vigil and pass.
                 if !m.action.passes() && flow.c2s.packets + flow.s2c.packets > 1 {
-                    let (client, server) = (flow.client(), flow.server());
-                    self.events.push(Event::Revoke(Connection { l4: flow.key.l4, client, server }));
+                    self.events.push(Event::Revoke(connection(flow)));
                     self.stats.revoked += 1;
                 }
                 flow.decision = Some(FlowDecision {
@@ -506,14 +504,7 @@ impl Pipeline {
     /// the session is over: its record is emitted now, with the kernel's counts. Returns whether
     /// the connection was one of this pipeline's flows.
     pub fn account(&mut self, conn: &Connection, c: ConnCounters, ended: bool, now: Timestamp) -> bool {
-        let info_key = |a: (std::net::IpAddr, u16), b: (std::net::IpAddr, u16)| {
-            if a <= b {
-                FlowKey { l4: conn.l4, lo: a, hi: b }
-            } else {
-                FlowKey { l4: conn.l4, lo: b, hi: a }
-            }
-        };
-        let key = info_key(conn.client, conn.server);
+        let (key, _) = FlowKey::between(conn.l4, conn.client, conn.server);
         let Some(flow) = self.table.get_mut(&key) else { return false };
         // The kernel's "original" direction is the client's unless vigil picked up the flow
         // mid-stream the other way round.
@@ -669,6 +660,11 @@ fn reject_answers(
         L4Proto::Udp => build::icmp_unreachable(packet).map(|p| vec![p]).unwrap_or_default(),
         _ => Vec::new(),
     }
+}
+
+/// A flow's connection as the kernel's conntrack knows it (client to server).
+fn connection(flow: &Flow) -> Connection {
+    Connection { l4: flow.key.l4, client: flow.client(), server: flow.server() }
 }
 
 fn block_record(flow: &Flow, action: RuleAction, rule: Option<Arc<str>>, reason: &str, now: Timestamp) -> BlockRecord {

@@ -352,6 +352,17 @@ impl Env {
         sh(&self.lab, self.gw(), &args)
     }
 
+    /// dnsmasq on the server, answering every name under `domain` with the server's address.
+    fn dns_server(&self, domain: &str) {
+        let address = format!("--address=/{domain}/{V4_SERVER}");
+        let listen = format!("--listen-address={V4_SERVER}");
+        let args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"];
+        let mut cmd = self.lab.exec(self.server(), args);
+        cmd.args([listen.as_str(), address.as_str(), "--user=root", "--pid-file"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        self.lab.spawn_command(cmd).expect("spawn dnsmasq");
+    }
+
     fn start_vigil(&self, name: &str, config: &str) -> VigilProc<'_> {
         VigilProc::start(&self.lab, &self.dir, name, config)
     }
@@ -1360,22 +1371,7 @@ fn inline_classification_names_tls_http_and_dns_learned_flows() {
     std::fs::write(www.join("index.html"), "hello\n").unwrap();
     env.http_servers(&www, 8080);
     env.py_server(&["tcp-banner", "2323", V4_SERVER, V6_SERVER]);
-    env.lab
-        .spawn_in(
-            env.server(),
-            [
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=198.18.2.2",
-                "--address=/dropbox.com/198.18.2.2",
-                "--user=root",
-                "--pid-file",
-            ],
-        )
-        .unwrap();
+    env.dns_server("dropbox.com");
     wait_listen(&env.lab, env.server(), "t", 8443, 1);
     wait_listen(&env.lab, env.server(), "t", 2323, 2);
     wait_listen(&env.lab, env.server(), "u", 53, 1);
@@ -1446,22 +1442,7 @@ fn reports_count_transfers_within_one_percent_and_log_dns_and_blocks() {
     sized_file(&www, "small", SMALL);
     env.http_servers(&www, 8080);
     env.py_server(&["tcp-banner", "23", V4_SERVER, V6_SERVER]);
-    env.lab
-        .spawn_in(
-            env.server(),
-            [
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=198.18.2.2",
-                "--address=/reports.test/198.18.2.2",
-                "--user=root",
-                "--pid-file",
-            ],
-        )
-        .unwrap();
+    env.dns_server("reports.test");
     wait_listen(&env.lab, env.server(), "t", 23, 2);
     wait_listen(&env.lab, env.server(), "u", 53, 1);
     let _lock = vigil_lock();
