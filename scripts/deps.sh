@@ -8,6 +8,7 @@ fi
 packages=(
     iproute2 iptables nftables kmod procps      # namespaces, the firewall rules vigil installs, sysctl
     curl dnsutils dnsmasq-base python3 iperf3   # real clients and servers for the lab
+    python3-venv                                # the venv for chdb (below)
     openssl ca-certificates                     # the lab's HTTPS server certificate
     socat netcat-openbsd tcpdump conntrack      # test helpers
     build-essential pkg-config                  # a C compiler for crates with C parts
@@ -27,6 +28,19 @@ fi
 for m in nfnetlink_queue xt_NFQUEUE xt_connbytes xt_connmark xt_mark nf_conntrack; do
     modprobe -q "$m" 2>/dev/null || true
 done
+# vigil-sinks' test against a current ClickHouse (tests/clickhouse_current.rs): no current server
+# is packaged, so scripts/chdb_http.py serves ClickHouse 26.9's engine from PyPI's chdb-core, in a
+# venv of Debian's python3. Owned like the work tree, so that its owner can still clean target/.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/target/chdb-venv"
+if ! "$venv/bin/python" -c 'import chdb' 2>/dev/null; then
+    echo "installing chdb-core 26.9.0 into $venv"
+    [ -d "$root/target" ] || { mkdir "$root/target"; chown --reference="$root" "$root/target"; }
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --no-cache-dir --no-deps chdb-core==26.9.0
+    chown -R --reference="$root" "$venv"
+fi
 if ! command -v cargo >/dev/null; then
     echo "cargo not found: install Rust (https://rustup.rs) and run this again" >&2
     exit 1

@@ -155,9 +155,12 @@ impl ClickHouseError {
             _ => false,
         }
     }
-    /// ClickHouse said the table or database does not exist.
+    /// ClickHouse said the table or database does not exist (UNKNOWN_TABLE, UNKNOWN_DATABASE):
+    /// "Code: 60, e.displayText() = ..." from 18.16, "Code: 60. DB::Exception: ..." from current
+    /// releases.
     fn missing_table(&self) -> bool {
-        matches!(self, ClickHouseError::Server { body, .. } if body.starts_with("Code: 60,") || body.starts_with("Code: 81,"))
+        let ClickHouseError::Server { body, .. } = self else { return false };
+        ["Code: 60,", "Code: 60.", "Code: 81,", "Code: 81."].iter().any(|p| body.starts_with(p))
     }
 }
 
