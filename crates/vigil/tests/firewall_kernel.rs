@@ -2,24 +2,15 @@
 //! Drop guard. They need root; without it they print a skip line, except under CI where not being
 //! root is a failure.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::root_or_skip;
 use vigil::firewall::{self, Family, FirewallError, FirewallSpec, Hook};
 use vigil::lab::Lab;
-
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").map(|v| !v.is_empty() && v != "0" && v != "false").unwrap_or(false) {
-        panic!("CI is set but the kernel tests are not running as root: run them as root");
-    }
-    println!("skipped: needs root to create network namespaces and change iptables");
-    false
-}
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

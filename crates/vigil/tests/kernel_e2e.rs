@@ -6,201 +6,32 @@
 //!
 //! Every test builds its own lab (unique namespace names, deleted on drop) and starts only
 //! processes it tracks. vigil runs as a user runs it: `ip netns exec GW vigil run --config CFG`
-//! (the rules go into the namespace vigil runs in).
+//! (the rules go into the namespace vigil runs in). The lab harness is in `common/mod.rs`.
 //!
-//! The tests that run vigil (or `vigil rules`) hold [`VIGIL_LOCK`] while they do, so that bulk
+//! The tests that run vigil (or `vigil rules`) hold `common::VIGIL_LOCK` while they do, so that bulk
 //! transfers and stall measurements do not compete for the CPU of a small CI machine; the test that
 //! drives its own queue (payload rewrite) runs alongside. (vigil keeps its firewall state per network
 //! namespace, so running them at once would also be correct.)
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::{
+    check, root_or_skip, sh, signal, u, vigil_lock, wait_listen, wait_until, Env, Suite, VigilProc, V4_SERVER,
+    V6_SERVER, VIGIL,
+};
 use serde_json::Value;
-use vigil::lab::{Lab, LabChild};
 
-const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
-/// Held by every test while it runs vigil or `vigil rules` (see the module doc).
-static VIGIL_LOCK: Mutex<()> = Mutex::new(());
+const SUITE: Suite = Suite { lab_prefix: "vke", name: "e2e", helper_modes: HELPER_PY_MODES };
 
-fn vigil_lock() -> std::sync::MutexGuard<'static, ()> {
-    VIGIL_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------------
-// generic helpers
-
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").map(|v| !v.is_empty() && v != "0" && v != "false").unwrap_or(false) {
-        panic!("CI is set but the kernel end-to-end tests are not running as root: run them as root");
-    }
-    println!("skipped: needs root to create network namespaces and bind NFQUEUE");
-    false
-}
-
-fn new_lab() -> Lab {
-    Lab::create("vke").expect("create lab (needs root and iproute2)")
-}
-
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "vigil-e2e-{}-{}-{tag}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn output(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null());
-    cmd.output().unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(&cmd)))
-}
-
-/// Runs to completion, asserts exit 0, returns stdout.
-fn check(cmd: Command) -> String {
-    let what = describe(&cmd);
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "`{what}` failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh(lab: &Lab, ns: &str, args: &[&str]) -> String {
-    check(lab.exec(ns, args))
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: plain kill(2) on a pid this test started.
-    let r = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until `count` sockets listen on `port` in `ns` (`proto`: "t" or "u").
-fn wait_listen(lab: &Lab, ns: &str, proto: &str, port: u16, count: usize) {
-    let flag = format!("-Hln{proto}");
-    let filter = format!("sport = :{port}");
-    wait_until(&format!("{count} listener(s) on {proto}/{port}"), Duration::from_secs(15), || {
-        let out = output(lab.exec(ns, ["ss", flag.as_str(), filter.as_str()]));
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count() >= count
-    });
-}
-
-/// `host:port` / `[v6]:port` for URLs.
-fn hostport(addr: &str, port: u16) -> String {
-    if addr.contains(':') {
-        format!("[{addr}]:{port}")
-    } else {
-        format!("{addr}:{port}")
-    }
-}
-
-const V4_SERVER: &str = "198.18.2.2";
-const V6_SERVER: &str = "fd76:2::2";
-
-/// Small Python servers and clients used by the tests (one script, several modes).
-const HELPER_PY: &str = r#"
-import socket, sys, threading, time
-
-def fam(addr):
-    return socket.AF_INET6 if ':' in addr else socket.AF_INET
-
-def serve_all(fn, addrs):
-    for a in addrs:
-        threading.Thread(target=fn, args=(a,), daemon=True).start()
-    threading.Event().wait()
-
-def tcp_listener(addr, port):
-    s = socket.socket(fam(addr), socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(128)
-    return s
-
-mode = sys.argv[1]
-if mode == 'tcp-banner':          # PORT ADDR...: answer "banner:PORT\n" and close
-    port = int(sys.argv[2])
-    def run(addr):
-        s = tcp_listener(addr, port)
-        while True:
-            c, _ = s.accept()
-            try:
-                c.sendall(b'banner:%d\n' % port)
-            except OSError:
-                pass
-            c.close()
-    serve_all(run, sys.argv[3:])
-elif mode == 'udp-echo':          # PORT ADDR...: answer "echo:" + datagram
-    port = int(sys.argv[2])
-    def run(addr):
-        s = socket.socket(fam(addr), socket.SOCK_DGRAM)
-        s.bind((addr, port))
-        while True:
-            d, peer = s.recvfrom(65535)
-            s.sendto(b'echo:' + d, peer)
-    serve_all(run, sys.argv[3:])
-elif mode == 'udp-sink':          # PORT FILE ADDR...: append every datagram as a line
-    port, path = int(sys.argv[2]), sys.argv[3]
-    lock = threading.Lock()
-    def run(addr):
-        s = socket.socket(fam(addr), socket.SOCK_DGRAM)
-        s.bind((addr, port))
-        while True:
-            d, _ = s.recvfrom(65535)
-            with lock, open(path, 'ab') as f:
-                f.write(d + b'\n')
-    serve_all(run, sys.argv[4:])
+/// The helper-script modes of these tests (beyond the shared ones in `common`).
+const HELPER_PY_MODES: &str = r#"
 elif mode == 'tcp-sink':          # PORT FILE ADDR...: append every connection's bytes as a line
     port, path = int(sys.argv[2]), sys.argv[3]
     lock = threading.Lock()
@@ -218,21 +49,6 @@ elif mode == 'tcp-sink':          # PORT FILE ADDR...: append every connection's
             with lock, open(path, 'ab') as f:
                 f.write(data + b'\n')
     serve_all(run, sys.argv[4:])
-elif mode == 'tcp-get':           # HOST PORT TIMEOUT: print what the server sends; exit 1 on failure
-    host, port, t = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    try:
-        c = socket.create_connection((host, port), timeout=t)
-        data = b''
-        while True:
-            b = c.recv(4096)
-            if not b:
-                break
-            data += b
-        sys.stdout.write(data.decode())
-        sys.exit(0 if data else 1)
-    except OSError as e:
-        sys.stderr.write('tcp-get %s:%d: %s\n' % (host, port, e))
-        sys.exit(1)
 elif mode == 'udp-ask':           # HOST PORT MSG TIMEOUT: send, print the answer
     host, port, msg, t = sys.argv[2], int(sys.argv[3]), sys.argv[4].encode(), float(sys.argv[5])
     s = socket.socket(fam(host), socket.SOCK_DGRAM)
@@ -256,47 +72,18 @@ elif mode == 'tcp-send':          # HOST PORT MSG: connect, send, close
     c.shutdown(socket.SHUT_WR)
     c.recv(10)
     c.close()
-else:
-    sys.exit('unknown mode ' + mode)
 "#;
 
-/// A per-test fixture: lab + temp dir + helper script.
-struct Env {
-    lab: Lab,
-    dir: TempDir,
-    helper: PathBuf,
+/// `host:port` / `[v6]:port` for URLs.
+fn hostport(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
 }
 
 impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = TempDir::new(tag);
-        let helper = dir.write("helper.py", HELPER_PY);
-        Env { lab: new_lab(), dir, helper }
-    }
-    fn client(&self) -> &str {
-        self.lab.client_ns()
-    }
-    fn gw(&self) -> &str {
-        self.lab.gateway_ns()
-    }
-    fn server(&self) -> &str {
-        self.lab.server_ns()
-    }
-
-    /// Command running the helper script in `ns`.
-    fn py(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = self.lab.exec(ns, ["python3", "-u"]);
-        c.arg(&self.helper).args(args);
-        c
-    }
-
-    /// Starts a helper-script server in the server namespace (tracked by the lab).
-    fn py_server(&self, args: &[&str]) -> LabChild {
-        let mut c = self.py(self.server(), args);
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        self.lab.spawn_command(c).expect("spawn helper server")
-    }
-
     /// HTTP servers on `port` for both server addresses, serving `dir`.
     fn http_servers(&self, dir: &Path, port: u16) {
         let d = dir.to_str().unwrap();
@@ -319,18 +106,6 @@ impl Env {
         out.trim().parse().unwrap_or_else(|_| panic!("curl {url}: unexpected output {out:?}"))
     }
 
-    /// `tcp-get` from the client: Ok(banner) or Err(stderr), with the time it took.
-    fn tcp_get(&self, addr: &str, port: u16, timeout_s: f64) -> (Result<String, String>, Duration) {
-        let t0 = Instant::now();
-        let out = output(self.py(self.client(), &["tcp-get", addr, &port.to_string(), &timeout_s.to_string()]));
-        let took = t0.elapsed();
-        if out.status.success() {
-            (Ok(String::from_utf8_lossy(&out.stdout).into_owned()), took)
-        } else {
-            (Err(String::from_utf8_lossy(&out.stderr).into_owned()), took)
-        }
-    }
-
     fn udp_ask(&self, addr: &str, port: u16, msg: &str) -> String {
         check(self.py(self.client(), &["udp-ask", addr, &port.to_string(), msg, "3"]))
     }
@@ -350,21 +125,6 @@ impl Env {
         let mut args = vec![VIGIL, "rules"];
         args.extend_from_slice(action);
         sh(&self.lab, self.gw(), &args)
-    }
-
-    /// dnsmasq on the server, answering every name under `domain` with the server's address.
-    fn dns_server(&self, domain: &str) {
-        let address = format!("--address=/{domain}/{V4_SERVER}");
-        let listen = format!("--listen-address={V4_SERVER}");
-        let args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"];
-        let mut cmd = self.lab.exec(self.server(), args);
-        cmd.args([listen.as_str(), address.as_str(), "--user=root", "--pid-file"]);
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        self.lab.spawn_command(cmd).expect("spawn dnsmasq");
-    }
-
-    fn start_vigil(&self, name: &str, config: &str) -> VigilProc<'_> {
-        VigilProc::start(&self.lab, &self.dir, name, config)
     }
 }
 
@@ -392,112 +152,7 @@ fn normalize_save(text: &str) -> String {
     out
 }
 
-// ---------------------------------------------------------------------------------------------
-// vigil process
-
-/// `vigil run` inside a lab's gateway, with its stats file, flow log and stderr in a temp dir.
-struct VigilProc<'a> {
-    /// vigil lives in this lab (which also kills it when destroyed).
-    _lab: &'a Lab,
-    child: LabChild,
-    config: PathBuf,
-    stats: PathBuf,
-    flows: PathBuf,
-    stderr: PathBuf,
-    done: bool,
-}
-
-impl<'a> VigilProc<'a> {
-    /// Writes `config` (without a `[report]` section: added here) and starts vigil; returns once
-    /// the stats file exists (written after the queues are bound and the rules installed).
-    fn start(lab: &'a Lab, dir: &TempDir, name: &str, config: &str) -> VigilProc<'a> {
-        Self::start_reporting(lab, dir, name, config, "")
-    }
-
-    /// Like `start`, with more `[report]` keys (`report` is TOML lines for that table).
-    fn start_reporting(lab: &'a Lab, dir: &TempDir, name: &str, config: &str, report: &str) -> VigilProc<'a> {
-        let stats = dir.path(&format!("{name}-stats.json"));
-        let flows = dir.path(&format!("{name}-flows.jsonl"));
-        let stderr = dir.path(&format!("{name}-stderr.log"));
-        let _ = std::fs::remove_file(&stats);
-        let _ = std::fs::remove_file(&flows);
-        let text = format!(
-            "{config}\n[report]\nflow_log = {:?}\nstats_file = {:?}\n{report}\n",
-            flows.to_str().unwrap(),
-            stats.to_str().unwrap()
-        );
-        let cfg = dir.write(&format!("{name}.toml"), &text);
-        let mut cmd = lab.exec(lab.gateway_ns(), [VIGIL, "--log", "debug", "run", "--config", cfg.to_str().unwrap()]);
-        let err = std::fs::File::create(&stderr).unwrap();
-        cmd.stdin(Stdio::null()).stdout(err.try_clone().unwrap()).stderr(err);
-        let child = lab.spawn_command(cmd).expect("spawn vigil");
-        let v = VigilProc { _lab: lab, child, config: cfg, stats, flows, stderr, done: false };
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = v.child.try_wait().unwrap() {
-                panic!("vigil exited during start-up ({st}):\n{}", v.stderr_text());
-            }
-            if std::fs::read_to_string(&v.stats).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).is_some() {
-                break;
-            }
-            assert!(Instant::now() < end, "vigil not ready after 20 s:\n{}", v.stderr_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        v
-    }
-
-    fn pid(&self) -> u32 {
-        // `ip netns exec` execs the program: the child is vigil itself.
-        self.child.id()
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// The current stats file.
-    fn stats(&self) -> Value {
-        let text = std::fs::read_to_string(&self.stats).expect("stats file");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats file is not JSON ({e}): {text}"))
-    }
-
-    /// Waits until the stats file is rewritten (its `now` changes) and returns it.
-    fn fresh_stats(&self) -> Value {
-        let before = self.stats()["now"].clone();
-        let mut v = self.stats();
-        wait_until("the stats file to be rewritten", Duration::from_secs(10), || {
-            v = std::fs::read_to_string(&self.stats)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
-            !v.is_null() && v["now"] != before
-        });
-        v
-    }
-
-    /// The flow log (one JSON object per line).
-    fn flows(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.flows).unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("flow log line is not JSON ({e}): {l}")))
-            .collect()
-    }
-
-    /// SIGTERM; asserts a clean exit (status 0) within 10 s.
-    fn stop(&mut self) {
-        signal(self.pid(), libc::SIGTERM);
-        let st = self.child.wait_timeout(Duration::from_secs(10)).unwrap();
-        self.done = true;
-        match st {
-            Some(st) => assert!(st.success(), "vigil exited with {st} after SIGTERM:\n{}", self.stderr_text()),
-            None => {
-                let _ = self.child.kill();
-                panic!("vigil did not exit within 10 s of SIGTERM:\n{}", self.stderr_text());
-            }
-        }
-    }
-
+impl VigilProc<'_> {
     /// SIGKILL; asserts it died of it.
     fn kill9(&mut self) {
         signal(self.pid(), libc::SIGKILL);
@@ -505,27 +160,6 @@ impl<'a> VigilProc<'a> {
         self.done = true;
         assert_eq!(st.signal(), Some(libc::SIGKILL), "{st}");
     }
-}
-
-impl Drop for VigilProc<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- vigil stderr ({}) ----\n{}\n---- end ----", self.config.display(), self.stderr_text());
-        }
-        if !self.done {
-            // SIGTERM first, so that vigil removes its rules and its state file.
-            // SAFETY: kill(2) on the pid of the child this struct owns.
-            unsafe { libc::kill(self.pid() as i32, libc::SIGCONT) };
-            unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
-            if !matches!(self.child.wait_timeout(Duration::from_secs(10)), Ok(Some(_))) {
-                let _ = self.child.kill();
-            }
-        }
-    }
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
 /// Flow records to `dst:dport` over `proto`.
@@ -625,7 +259,7 @@ fn allowed_tcp_udp_pass_blocked_port_fails_and_counters_agree() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("allow-block");
+    let env = Env::new(&SUITE, "allow-block");
     let www = env.dir.path("www");
     std::fs::create_dir_all(&www).unwrap();
     const BODY: u64 = 4 << 20;
@@ -704,7 +338,7 @@ fn rules_removed_ruleset_identical() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("ruleset");
+    let env = Env::new(&SUITE, "ruleset");
     // The admin's own rules, in the tables vigil uses and in filter.
     for tool in ["iptables", "ip6tables"] {
         sh(
@@ -784,7 +418,7 @@ fn offload_100mb_transfer_sees_only_first_packets() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("offload");
+    let env = Env::new(&SUITE, "offload");
     let www = env.dir.path("www");
     std::fs::create_dir_all(&www).unwrap();
     const SIZE: u64 = 100 << 20;
@@ -837,7 +471,7 @@ fn kill_9_mid_transfer_and_idle_keeps_traffic_flowing() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("kill9");
+    let env = Env::new(&SUITE, "kill9");
     let www = env.dir.path("www");
     std::fs::create_dir_all(&www).unwrap();
     sized_file(&www, "f", 50_000);
@@ -907,7 +541,7 @@ fn two_queues_both_used() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("twoq");
+    let env = Env::new(&SUITE, "twoq");
     // xt_NFQUEUE's --queue-balance hashes the address pair (and protocol), not the ports: use many
     // client addresses so that both queues get flows (all 16 on one queue: p = 2^-15).
     let sources: Vec<String> = (10..26).map(|i| format!("198.18.1.{i}")).collect();
@@ -964,7 +598,7 @@ fn sigstop_fail_open_keeps_traffic_flowing() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("sigstop");
+    let env = Env::new(&SUITE, "sigstop");
     env.lab.spawn_in(env.server(), ["iperf3", "-s", "-p", "5201"]).unwrap();
     wait_listen(&env.lab, env.server(), "t", 5201, 1);
     const MAXLEN: u64 = 64;
@@ -1092,7 +726,7 @@ fn modified_payload_verdict_arrives_with_valid_checksums() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("mangle");
+    let env = Env::new(&SUITE, "mangle");
     let udp_out = env.dir.path("udp.txt");
     let tcp_out = env.dir.path("tcp.txt");
     env.py_server(&["udp-sink", "7777", udp_out.to_str().unwrap(), V4_SERVER, V6_SERVER]);
@@ -1288,7 +922,7 @@ fn sighup_reload_applies_good_config_and_refuses_bad_one() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("reload");
+    let env = Env::new(&SUITE, "reload");
     env.py_server(&["tcp-banner", "2323", V4_SERVER, V6_SERVER]);
     wait_listen(&env.lab, env.server(), "t", 2323, 2);
     let _lock = vigil_lock();
@@ -1340,7 +974,7 @@ fn inline_classification_names_tls_http_and_dns_learned_flows() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("classify");
+    let env = Env::new(&SUITE, "classify");
     // An HTTPS server with a self-signed certificate that answers any name, an HTTP server, a DNS
     // server that resolves the test names to the server, and a plain TCP service with no name.
     let key = env.dir.path("key.pem");
@@ -1433,7 +1067,7 @@ fn reports_count_transfers_within_one_percent_and_log_dns_and_blocks() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("reports");
+    let env = Env::new(&SUITE, "reports");
     let www = env.dir.path("www");
     std::fs::create_dir_all(&www).unwrap();
     const BIG: u64 = 100 << 20;

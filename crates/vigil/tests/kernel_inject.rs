@@ -7,6 +7,8 @@
 //! packet, and captures it with tcpdump on its client-side interface; the replies are built from
 //! that captured packet, as vigil builds them from the queued one.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -15,6 +17,7 @@ use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use common::root_or_skip;
 use vigil::inject::Injector;
 use vigil::lab::{Lab, LabChild};
 use vigil_wire::build;
@@ -23,18 +26,6 @@ use vigil_wire::build;
 const MARK: u32 = 0x7e57;
 /// How long a socket may take to notice an injected packet.
 const PROMPT: Duration = Duration::from_secs(3);
-
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").map(|v| !v.is_empty() && v != "0" && v != "false").unwrap_or(false) {
-        panic!("CI is set but the kernel tests are not running as root: run them as root");
-    }
-    println!("skipped: needs root to create network namespaces");
-    false
-}
 
 /// Runs `f` in a thread that joined network namespace `ns`. Sockets opened there stay bound to
 /// `ns`, so an Injector opened in `f` can be used from any thread afterwards.

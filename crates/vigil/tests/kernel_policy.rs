@@ -4,206 +4,31 @@
 //!
 //! Each test builds its own client/gateway/server lab (`vigil::lab`, unique namespace names,
 //! deleted on drop), starts its servers in the server namespace and its clients in the client
-//! namespace, and runs vigil as a user runs it: `ip netns exec GW vigil run --config CFG`.
+//! namespace, and runs vigil as a user runs it: `ip netns exec GW vigil run --config CFG`. The lab
+//! harness is in `common/mod.rs`.
 //!
 //! They need root (network namespaces, NFQUEUE, iptables). Without root they print a skip line,
 //! except when `CI` is set: then not being root is a failure. The tests that run vigil hold
-//! [`VIGIL_LOCK`] while they do, so that timing assertions do not compete for a small CI machine.
+//! `common::VIGIL_LOCK` while they do, so that timing assertions do not compete for a small CI
+//! machine.
 //!
 //! Run: `CI=true cargo test -p vigil --test kernel_policy -- --nocapture` (as root).
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{
+    check, output, root_or_skip, sh, signal, u, vigil_lock, wait_listen, wait_until, Env, Suite, VigilProc, V4_SERVER,
+    V6_SERVER,
+};
 use serde_json::Value;
-use vigil::lab::{Lab, LabChild};
 
-const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
-/// Held by every test while it runs vigil (see the module doc).
-static VIGIL_LOCK: Mutex<()> = Mutex::new(());
+const SUITE: Suite = Suite { lab_prefix: "vkp", name: "policy", helper_modes: HELPER_PY_MODES };
 
-fn vigil_lock() -> std::sync::MutexGuard<'static, ()> {
-    VIGIL_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------------
-// generic helpers (as in kernel_e2e.rs)
-
-fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").map(|v| !v.is_empty() && v != "0" && v != "false").unwrap_or(false) {
-        panic!("CI is set but the kernel policy tests are not running as root: run them as root");
-    }
-    println!("skipped: needs root to create network namespaces and bind NFQUEUE");
-    false
-}
-
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "vigil-policy-{}-{}-{tag}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn output(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null());
-    cmd.output().unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(&cmd)))
-}
-
-/// Runs to completion, asserts exit 0, returns stdout.
-fn check(cmd: Command) -> String {
-    let what = describe(&cmd);
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "`{what}` failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sh(lab: &Lab, ns: &str, args: &[&str]) -> String {
-    check(lab.exec(ns, args))
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: plain kill(2) on a pid this test started.
-    let r = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until `count` sockets listen on `port` in `ns` (`proto`: "t" or "u").
-fn wait_listen(lab: &Lab, ns: &str, proto: &str, port: u16, count: usize) {
-    let flag = format!("-Hln{proto}");
-    let filter = format!("sport = :{port}");
-    wait_until(&format!("{count} listener(s) on {proto}/{port}"), Duration::from_secs(15), || {
-        let out = output(lab.exec(ns, ["ss", flag.as_str(), filter.as_str()]));
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count() >= count
-    });
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-const V4_SERVER: &str = "198.18.2.2";
-const V6_SERVER: &str = "fd76:2::2";
-
-/// Python servers and clients used by the tests (one script, several modes).
-const HELPER_PY: &str = r#"
-import socket, sys, threading, time
-
-def fam(addr):
-    return socket.AF_INET6 if ':' in addr else socket.AF_INET
-
-def serve_all(fn, addrs):
-    for a in addrs:
-        threading.Thread(target=fn, args=(a,), daemon=True).start()
-    threading.Event().wait()
-
-def tcp_listener(addr, port):
-    s = socket.socket(fam(addr), socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(128)
-    return s
-
-mode = sys.argv[1]
-if mode == 'tcp-banner':          # PORT ADDR...: answer "banner:PORT\n" and close
-    port = int(sys.argv[2])
-    def run(addr):
-        s = tcp_listener(addr, port)
-        while True:
-            c, _ = s.accept()
-            try:
-                c.sendall(b'banner:%d\n' % port)
-            except OSError:
-                pass
-            c.close()
-    serve_all(run, sys.argv[3:])
-elif mode == 'udp-echo':          # PORT ADDR...: answer "echo:" + datagram
-    port = int(sys.argv[2])
-    def run(addr):
-        s = socket.socket(fam(addr), socket.SOCK_DGRAM)
-        s.bind((addr, port))
-        while True:
-            d, peer = s.recvfrom(65535)
-            s.sendto(b'echo:' + d, peer)
-    serve_all(run, sys.argv[3:])
-elif mode == 'tcp-get':           # HOST PORT TIMEOUT: print what the server sends; exit 1 on failure
-    host, port, t = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    try:
-        c = socket.create_connection((host, port), timeout=t)
-        data = b''
-        while True:
-            b = c.recv(4096)
-            if not b:
-                break
-            data += b
-        sys.stdout.write(data.decode())
-        sys.exit(0 if data else 1)
-    except OSError as e:
-        sys.stderr.write('tcp-get %s:%d: %s\n' % (host, port, e))
-        sys.exit(1)
-elif mode == 'udp-sink':          # PORT FILE ADDR...: append every datagram as a line
-    port, path = int(sys.argv[2]), sys.argv[3]
-    lock = threading.Lock()
-    def run(addr):
-        s = socket.socket(fam(addr), socket.SOCK_DGRAM)
-        s.bind((addr, port))
-        while True:
-            d, _ = s.recvfrom(65535)
-            with lock, open(path, 'ab') as f:
-                f.write(d + b'\n')
-    serve_all(run, sys.argv[4:])
+/// The helper-script modes of these tests (beyond the shared ones in `common`).
+const HELPER_PY_MODES: &str = r#"
 elif mode == 'udp-send':          # HOST PORT COUNT GAP: COUNT datagrams "msg-I" from one socket, GAP s apart
     host, port, n, gap = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
     s = socket.socket(fam(host), socket.SOCK_DGRAM)
@@ -368,8 +193,6 @@ elif mode == 'http-burst':        # ADDR PORT N THREADS: N short GETs (Host: bur
     for t in ts:
         t.join()
     print(ok[0])
-else:
-    sys.exit('unknown mode ' + mode)
 "#;
 
 /// What curl reported: exit code, HTTP status and body, and how long it took.
@@ -391,40 +214,7 @@ impl Curl {
     }
 }
 
-/// A per-test fixture: lab + temp dir + helper script.
-struct Env {
-    lab: Lab,
-    dir: TempDir,
-    helper: PathBuf,
-}
-
 impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = TempDir::new(tag);
-        let helper = dir.write("helper.py", HELPER_PY);
-        Env { lab: Lab::create("vkp").expect("create lab (needs root and iproute2)"), dir, helper }
-    }
-    fn client(&self) -> &str {
-        self.lab.client_ns()
-    }
-    fn server(&self) -> &str {
-        self.lab.server_ns()
-    }
-
-    /// Command running the helper script in `ns`.
-    fn py(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = self.lab.exec(ns, ["python3", "-u"]);
-        c.arg(&self.helper).args(args);
-        c
-    }
-
-    /// Starts a helper-script server in the server namespace (tracked by the lab).
-    fn py_server(&self, args: &[&str]) -> LabChild {
-        let mut c = self.py(self.server(), args);
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        self.lab.spawn_command(c).expect("spawn helper server")
-    }
-
     /// HTTP (80) and HTTPS (443, self-signed, any name) on the IPv4 server address; every SNI the
     /// server receives ("sni NAME") and every request ("req HOST PATH") is logged: see [`Env::web_log`].
     fn web(&self) {
@@ -452,22 +242,7 @@ impl Env {
 
     /// dnsmasq on the server, answering every name under example.org with the server address.
     fn dns(&self) {
-        self.lab
-            .spawn_in(
-                self.server(),
-                [
-                    "dnsmasq",
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--bind-interfaces",
-                    "--listen-address=198.18.2.2",
-                    "--address=/example.org/198.18.2.2",
-                    "--user=root",
-                    "--pid-file",
-                ],
-            )
-            .expect("spawn dnsmasq");
+        self.dns_server("example.org");
         wait_listen(&self.lab, self.server(), "u", 53, 1);
     }
 
@@ -507,110 +282,15 @@ impl Env {
         }
     }
 
-    /// `tcp-get` from the client: Ok(banner) or Err(stderr), with the time it took.
-    fn tcp_get(&self, addr: &str, port: u16, timeout_s: f64) -> (Result<String, String>, Duration) {
-        let t0 = Instant::now();
-        let out = output(self.py(self.client(), &["tcp-get", addr, &port.to_string(), &timeout_s.to_string()]));
-        let took = t0.elapsed();
-        if out.status.success() {
-            (Ok(String::from_utf8_lossy(&out.stdout).into_owned()), took)
-        } else {
-            (Err(String::from_utf8_lossy(&out.stderr).into_owned()), took)
-        }
-    }
-
     /// The MAC address of the client's interface towards the gateway.
     fn client_mac(&self) -> String {
         let out = sh(&self.lab, self.client(), &["ip", "-j", "link", "show", self.lab.host_if()]);
         let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("ip -j link: {e}: {out}"));
         v[0]["address"].as_str().unwrap_or_else(|| panic!("no address in {out}")).to_string()
     }
-
-    fn start_vigil(&self, name: &str, config: &str) -> VigilProc<'_> {
-        VigilProc::start(&self.lab, &self.dir, name, config)
-    }
 }
 
-// ---------------------------------------------------------------------------------------------
-// vigil process
-
-/// `vigil run` inside a lab's gateway, with its stats file, flow log and stderr in a temp dir.
-struct VigilProc<'a> {
-    _lab: &'a Lab,
-    child: LabChild,
-    config: PathBuf,
-    stats: PathBuf,
-    flows: PathBuf,
-    stderr: PathBuf,
-    done: bool,
-}
-
-impl<'a> VigilProc<'a> {
-    /// The config as written: `config` plus the `[report]` section pointing into the temp dir.
-    fn full_config(config: &str, flows: &std::path::Path, stats: &std::path::Path) -> String {
-        format!(
-            "{config}\n[report]\nflow_log = {:?}\nstats_file = {:?}\n",
-            flows.to_str().unwrap(),
-            stats.to_str().unwrap()
-        )
-    }
-
-    /// Writes `config` (without a `[report]` section: added here) and starts vigil; returns once
-    /// the stats file exists (written after the queues are bound and the rules installed).
-    fn start(lab: &'a Lab, dir: &TempDir, name: &str, config: &str) -> VigilProc<'a> {
-        let stats = dir.path(&format!("{name}-stats.json"));
-        let flows = dir.path(&format!("{name}-flows.jsonl"));
-        let stderr = dir.path(&format!("{name}-stderr.log"));
-        let _ = std::fs::remove_file(&stats);
-        let _ = std::fs::remove_file(&flows);
-        let cfg = dir.write(&format!("{name}.toml"), &Self::full_config(config, &flows, &stats));
-        let mut cmd = lab.exec(lab.gateway_ns(), [VIGIL, "--log", "debug", "run", "--config", cfg.to_str().unwrap()]);
-        let err = std::fs::File::create(&stderr).unwrap();
-        cmd.stdin(Stdio::null()).stdout(err.try_clone().unwrap()).stderr(err);
-        let child = lab.spawn_command(cmd).expect("spawn vigil");
-        let v = VigilProc { _lab: lab, child, config: cfg, stats, flows, stderr, done: false };
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = v.child.try_wait().unwrap() {
-                panic!("vigil exited during start-up ({st}):\n{}", v.stderr_text());
-            }
-            if std::fs::read_to_string(&v.stats).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).is_some() {
-                break;
-            }
-            assert!(Instant::now() < end, "vigil not ready after 30 s:\n{}", v.stderr_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        v
-    }
-
-    fn pid(&self) -> u32 {
-        // `ip netns exec` execs the program: the child is vigil itself.
-        self.child.id()
-    }
-
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stats(&self) -> Value {
-        let text = std::fs::read_to_string(&self.stats).expect("stats file");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats file is not JSON ({e}): {text}"))
-    }
-
-    /// Waits until the stats file is rewritten (its `now` changes) and returns it.
-    fn fresh_stats(&self) -> Value {
-        let before = self.stats()["now"].clone();
-        let mut v = self.stats();
-        wait_until("the stats file to be rewritten", Duration::from_secs(10), || {
-            v = std::fs::read_to_string(&self.stats)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
-            !v.is_null() && v["now"] != before
-        });
-        v
-    }
-
+impl VigilProc<'_> {
     /// Stats that include what the workers published after `since` (workers publish about once
     /// a second, the main thread writes the file about once a second).
     fn stats_after(&self, since: Instant) -> Value {
@@ -621,20 +301,11 @@ impl<'a> VigilProc<'a> {
         v
     }
 
-    /// The flow log (one JSON object per line).
-    fn flows(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.flows).unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("flow log line is not JSON ({e}): {l}")))
-            .collect()
-    }
-
     /// Rewrites the config file (same `[report]` section) and sends SIGHUP; returns once the stats
     /// file counts the reload, and the instant the signal was sent.
     fn reload(&self, config: &str) -> Instant {
         let before = u(&self.stats()["reloads"]);
-        std::fs::write(&self.config, Self::full_config(config, &self.flows, &self.stats)).unwrap();
+        std::fs::write(&self.config, Self::full_config(config, &self.flows, &self.stats, &self.report)).unwrap();
         let t0 = Instant::now();
         signal(self.pid(), libc::SIGHUP);
         wait_until("vigil to count the reload", Duration::from_secs(10), || {
@@ -645,37 +316,6 @@ impl<'a> VigilProc<'a> {
         });
         assert!(!self.stderr_text().contains("reload refused"), "reload refused:\n{}", self.stderr_text());
         t0
-    }
-
-    /// SIGTERM; asserts a clean exit (status 0) within 10 s.
-    fn stop(&mut self) {
-        signal(self.pid(), libc::SIGTERM);
-        let st = self.child.wait_timeout(Duration::from_secs(10)).unwrap();
-        self.done = true;
-        match st {
-            Some(st) => assert!(st.success(), "vigil exited with {st} after SIGTERM:\n{}", self.stderr_text()),
-            None => {
-                let _ = self.child.kill();
-                panic!("vigil did not exit within 10 s of SIGTERM:\n{}", self.stderr_text());
-            }
-        }
-    }
-}
-
-impl Drop for VigilProc<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- vigil stderr ({}) ----\n{}\n---- end ----", self.config.display(), self.stderr_text());
-        }
-        if !self.done {
-            // SIGTERM first, so that vigil removes its rules and its state file.
-            // SAFETY: kill(2) on the pid of the child this struct owns.
-            unsafe { libc::kill(self.pid() as i32, libc::SIGCONT) };
-            unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
-            if !matches!(self.child.wait_timeout(Duration::from_secs(10)), Ok(Some(_))) {
-                let _ = self.child.kill();
-            }
-        }
     }
 }
 
@@ -710,7 +350,7 @@ fn app_rule_stops_tiktok_at_its_client_hello() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("app");
+    let env = Env::new(&SUITE, "app");
     env.web();
     // Without vigil the server answers the blocked name: what happens below is vigil's doing.
     let c = env.curl("https", "www.tiktok.com", "/before", 10);
@@ -822,7 +462,7 @@ fn hostname_category_and_list_rules_block_by_name() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("names");
+    let env = Env::new(&SUITE, "names");
     env.web();
     const LIST_SIZE: usize = 100_000;
     let list = env.dir.write("ads.txt", &big_domain_list(LIST_SIZE, &["blocked-by-list.test"]));
@@ -926,7 +566,7 @@ fn reject_sends_block_page_for_http_and_icmp_for_udp() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("reject");
+    let env = Env::new(&SUITE, "reject");
     env.web();
     env.py_server(&["udp-echo", "443", V4_SERVER, V6_SERVER]);
     env.py_server(&["udp-echo", "5353", V4_SERVER]);
@@ -1016,7 +656,7 @@ fn schedule_blocks_inside_its_window_only() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("schedule");
+    let env = Env::new(&SUITE, "schedule");
     env.py_server(&["tcp-banner", "2323", V4_SERVER, V6_SERVER]);
     wait_listen(&env.lab, env.server(), "t", 2323, 2);
     let _lock = vigil_lock();
@@ -1082,7 +722,7 @@ fn reload_cuts_an_offloaded_connection_within_two_seconds() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("reload");
+    let env = Env::new(&SUITE, "reload");
     env.py_server(&["stream", "8090", V4_SERVER]);
     wait_listen(&env.lab, env.server(), "t", 8090, 1);
     let allow = "[[policy.rules]]\nname = \"no-telnet\"\naction = \"block\"\ndst_ports = [23]\n";
@@ -1158,7 +798,7 @@ fn require_dns_blocks_until_the_address_is_resolved() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("require-dns");
+    let env = Env::new(&SUITE, "require-dns");
     env.dns();
     env.py_server(&["tcp-banner", "8443", V4_SERVER]);
     wait_listen(&env.lab, env.server(), "t", 8443, 1);
@@ -1203,7 +843,7 @@ fn group_and_mac_rules_match_the_client_mac() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("groups");
+    let env = Env::new(&SUITE, "groups");
     for port in ["2323", "2324", "2325"] {
         env.py_server(&["tcp-banner", port, V4_SERVER, V6_SERVER]);
     }
@@ -1286,7 +926,7 @@ fn blocked_udp_flow_stays_blocked_past_queue_packets() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("udp-blocked");
+    let env = Env::new(&SUITE, "udp-blocked");
     let sink = env.dir.write("sink.txt", "");
     env.py_server(&["udp-sink", "5353", sink.to_str().unwrap(), V4_SERVER]);
     wait_listen(&env.lab, env.server(), "u", 5353, 1);
@@ -1312,7 +952,7 @@ fn late_blocked_udp_flow_stays_blocked_past_queue_packets() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("udp-late");
+    let env = Env::new(&SUITE, "udp-late");
     let sink = env.dir.write("sink.txt", "");
     env.py_server(&["udp-sink", "5353", sink.to_str().unwrap(), V4_SERVER]);
     wait_listen(&env.lab, env.server(), "u", 5353, 1);
@@ -1350,7 +990,7 @@ fn reload_cuts_a_flow_that_left_the_queue_unoffloaded() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("reload-unoffloaded");
+    let env = Env::new(&SUITE, "reload-unoffloaded");
     env.py_server(&["stream", "8090", V4_SERVER]);
     wait_listen(&env.lab, env.server(), "t", 8090, 1);
     // Only the handshake and the request are queued: classification (which waits for the
@@ -1384,7 +1024,7 @@ fn held_packets_follow_their_flows_decision() {
     if !root_or_skip() {
         return;
     }
-    let env = Env::new("hold");
+    let env = Env::new(&SUITE, "hold");
     let log = env.dir.write("received.txt", "");
     env.py_server(&["tcp-record", "8088", log.to_str().unwrap(), V4_SERVER]);
     wait_listen(&env.lab, env.server(), "t", 8088, 1);
