@@ -5,11 +5,13 @@
 //!   thread, one transaction per batch, WAL. `committed` counts what is durable against a process
 //!   crash (see the writer's docs for the loss window).
 //! - [`schema`]: tables, indexes, hourly/daily rollups and ordered migrations (`user_version`).
+//! - [`packed`]: closed rollup buckets packed into blobs, so month-long top reports stay fast.
 //! - [`retention`]: age and disk-share caps, applied by the writer hourly and at open.
 //! - [`query`]: the report queries on a read-only connection (the CLI and the web API).
 //! - [`format`]: table, CSV (RFC 4180) and JSON lines output.
 
 pub mod format;
+pub mod packed;
 pub mod query;
 pub mod retention;
 mod rows;

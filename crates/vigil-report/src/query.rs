@@ -4,12 +4,14 @@
 //! Sessions are selected by first_seen (a session belongs to the time it started), as are the
 //! rollups, so `top` over any range equals a GROUP BY over the sessions that started in it.
 
+use crate::packed;
 use crate::rows::{BlockRow, DnsRow, SessionRow};
 use crate::schema::{self, DAY_US, HOUR_US};
 use crate::Error;
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row};
+use rusqlite::{Connection, OptionalExtension, Row};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
@@ -347,6 +349,148 @@ fn dns_row(r: &Row<'_>) -> rusqlite::Result<DnsRow> {
     })
 }
 
+/// Sessions and bytes per key over the parts of a top query: by key id for packed buckets, by
+/// key for the rest (keys with an id are moved over before ranking).
+#[derive(Default)]
+struct Sums {
+    /// The largest id of the dimension's keys.
+    max_id: u64,
+    by_id: Vec<(i64, i64)>,
+    by_key: HashMap<String, (i64, i64), foldhash::fast::RandomState>,
+}
+
+/// A key to rank: its id, or its text when it has none yet.
+enum KeyRef {
+    Id(u64),
+    Text(String),
+}
+
+impl Sums {
+    /// Adds the `(key, sessions, bytes)` rows a query returns.
+    fn add_rows(&mut self, mut rows: rusqlite::Rows<'_>) -> Result<(), Error> {
+        while let Some(r) = rows.next()? {
+            let key = r.get_ref(0)?.as_str().map_err(|e| Error::Corrupt(format!("rollup key: {e}")))?;
+            let (s, b): (i64, Option<i64>) = (r.get(1)?, r.get(2)?);
+            let t = match self.by_key.get_mut(key) {
+                Some(t) => t,
+                None => self.by_key.entry(key.to_owned()).or_default(),
+            };
+            t.0 += s;
+            t.1 += b.unwrap_or(0);
+        }
+        Ok(())
+    }
+
+    /// The `limit` largest, ties broken by key.
+    fn top(mut self, conn: &Connection, dim: Dim, limit: usize, by: TopBy) -> Result<Vec<TopRow>, Error> {
+        let name = dim.rollup_name();
+        let mut cands: Vec<(i64, i64, KeyRef)> = Vec::new();
+        {
+            let mut id_of = conn.prepare_cached("SELECT id FROM rollup_keys WHERE dim = ?1 AND key = ?2")?;
+            for (key, (s, b)) in std::mem::take(&mut self.by_key) {
+                match id_of.query_row(rusqlite::params![name, key], |r| r.get::<_, i64>(0)).optional()? {
+                    Some(id) if (0..=self.max_id as i64).contains(&id) => {
+                        let i = id as usize;
+                        if i >= self.by_id.len() {
+                            self.by_id.resize(i + 1, (0, 0));
+                        }
+                        self.by_id[i].0 += s;
+                        self.by_id[i].1 += b;
+                    }
+                    _ => cands.push((s, b, KeyRef::Text(key))),
+                }
+            }
+        }
+        cands.extend(self.by_id.iter().enumerate().map(|(id, &(s, b))| (s, b, KeyRef::Id(id as u64))));
+        cands.retain(|c| c.0 > 0);
+        let metric = |c: &(i64, i64, KeyRef)| match by {
+            TopBy::Bytes => (c.1.max(0), c.0),
+            TopBy::Sessions => (c.0, c.1.max(0)),
+        };
+        if limit == 0 || cands.is_empty() {
+            return Ok(Vec::new());
+        }
+        if limit < cands.len() {
+            // Every candidate tied with the limit-th one, so the key decides among them.
+            cands.select_nth_unstable_by(limit - 1, |a, b| metric(b).cmp(&metric(a)));
+            let edge = metric(&cands[limit - 1]);
+            cands.retain(|c| metric(c) >= edge);
+        }
+        let mut key_of = conn.prepare_cached("SELECT key FROM rollup_keys WHERE dim = ?1 AND id = ?2")?;
+        let mut rows = Vec::with_capacity(cands.len());
+        for c in cands {
+            let m = metric(&c);
+            let key = match c.2 {
+                KeyRef::Text(k) => k,
+                KeyRef::Id(id) => key_of
+                    .query_row(rusqlite::params![name, id as i64], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| Error::Corrupt(format!("packed rollup: no {name} key with id {id}")))?,
+            };
+            rows.push(((m, key), c.0, c.1));
+        }
+        rows.sort_unstable_by(|a, b| b.0 .0.cmp(&a.0 .0).then_with(|| a.0 .1.cmp(&b.0 .1)));
+        rows.truncate(limit);
+        Ok(rows
+            .into_iter()
+            .map(|((_, key), s, b)| TopRow {
+                key: (!key.is_empty()).then_some(key),
+                sessions: s as u64,
+                bytes: b.max(0) as u64,
+            })
+            .collect())
+    }
+}
+
+/// Sessions that started in [lo, hi) (under an hour), straight from the sessions table. By
+/// time: for GROUP BY src the planner would otherwise walk all of sessions_src.
+fn raw_part(conn: &Connection, dim: Dim, lo: i64, hi: i64, sums: &mut Sums) -> Result<(), Error> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {}, COUNT(*), SUM(bytes_c2s + bytes_s2c) FROM sessions INDEXED BY sessions_first_seen \
+         WHERE first_seen >= ?1 AND first_seen < ?2 GROUP BY 1",
+        dim.session_expr()
+    ))?;
+    sums.add_rows(st.query(rusqlite::params![lo, hi])?)?;
+    Ok(())
+}
+
+/// The `span` buckets starting in [lo, hi): packed blobs plus their late deltas where packed,
+/// rollup rows elsewhere (normally just the last hour or day).
+fn bucket_parts(conn: &Connection, dim: Dim, span: i64, lo: i64, hi: i64, sums: &mut Sums) -> Result<(), Error> {
+    let name = dim.rollup_name();
+    let mut packed_starts = Vec::new();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT start, data FROM rollup_packed WHERE dim = ?1 AND span = ?2 AND start >= ?3 AND start < ?4 \
+             ORDER BY start",
+        )?;
+        let mut rows = st.query(rusqlite::params![name, span, lo, hi])?;
+        while let Some(r) = rows.next()? {
+            packed_starts.push(r.get::<_, i64>(0)?);
+            let data = r.get_ref(1)?.as_blob().map_err(|e| Error::Corrupt(format!("packed rollup: {e}")))?;
+            packed::add_into(data, sums.max_id, &mut sums.by_id)?;
+        }
+    }
+    if !packed_starts.is_empty() {
+        let mut st = conn.prepare_cached(
+            "SELECT key, sessions, bytes FROM rollup_late WHERE dim = ?1 AND span = ?2 AND start >= ?3 AND start < ?4",
+        )?;
+        sums.add_rows(st.query(rusqlite::params![name, span, lo, hi])?)?;
+    }
+    let (table, col) = if span == DAY_US { ("rollup_daily", "day") } else { ("rollup_hourly", "hour") };
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT key, sessions, bytes FROM {table} WHERE dim = ?1 AND {col} >= ?2 AND {col} < ?3"
+    ))?;
+    let mut from = lo;
+    for start in packed_starts.into_iter().chain([hi]) {
+        if from < start {
+            sums.add_rows(st.query(rusqlite::params![name, from, start])?)?;
+        }
+        from = from.max(start + span);
+    }
+    Ok(())
+}
+
 fn ceil_to(t: i64, step: i64) -> i64 {
     (t + step - 1).div_euclid(step) * step
 }
@@ -417,73 +561,42 @@ impl Reader {
         self.top_by(dim, since, until, limit, TopBy::Bytes)
     }
 
-    /// As [`Reader::top`], ranked by bytes or by sessions. Whole days come from the daily
-    /// rollups, whole hours from the hourly ones, and the partial hours at either end (the
-    /// current hour, typically) from the sessions table.
+    /// As [`Reader::top`], ranked by bytes or by sessions (ties by key). Whole days come from
+    /// the daily rollups, whole hours from the hourly ones, and the partial hours at either end
+    /// (the current hour, typically) from the sessions table. Closed buckets are read as their
+    /// packed blobs and summed by key id into an array (packed.rs); the rest is summed by key.
+    /// One read transaction: every part sees the same snapshot.
     pub fn top_by(&self, dim: Dim, since: i64, until: i64, limit: usize, by: TopBy) -> Result<Vec<TopRow>, Error> {
-        let mut parts: Vec<String> = Vec::new();
-        let mut args: Vec<Value> = Vec::new();
-        let raw = |lo: i64, hi: i64, parts: &mut Vec<String>, args: &mut Vec<Value>| {
-            parts.push(format!(
-                "SELECT {} AS key, 1 AS s, bytes_c2s + bytes_s2c AS b FROM sessions \
-                 WHERE first_seen >= ? AND first_seen < ?",
-                dim.session_expr()
-            ));
-            args.extend([Value::Integer(lo), Value::Integer(hi)]);
-        };
-        let rollup = |table: &str, col: &str, lo: i64, hi: i64, parts: &mut Vec<String>, args: &mut Vec<Value>| {
-            parts.push(format!(
-                "SELECT key, sessions AS s, bytes AS b FROM {table} WHERE dim = ? AND {col} >= ? AND {col} < ?"
-            ));
-            args.extend([Value::Text(dim.rollup_name().into()), Value::Integer(lo), Value::Integer(hi)]);
-        };
+        let tx = self.conn.unchecked_transaction()?;
+        let max_id: Option<i64> =
+            tx.query_row("SELECT MAX(id) FROM rollup_keys WHERE dim = ?1", [dim.rollup_name()], |r| r.get(0))?;
+        let mut sums = Sums { max_id: max_id.unwrap_or(0).max(0) as u64, ..Default::default() };
         if since < until {
             let (h1, h2) = (ceil_to(since, HOUR_US), floor_to(until, HOUR_US));
             if h1 >= h2 {
-                raw(since, until, &mut parts, &mut args);
+                raw_part(&tx, dim, since, until, &mut sums)?;
             } else {
                 if since < h1 {
-                    raw(since, h1, &mut parts, &mut args);
+                    raw_part(&tx, dim, since, h1, &mut sums)?;
                 }
                 if h2 < until {
-                    raw(h2, until, &mut parts, &mut args);
+                    raw_part(&tx, dim, h2, until, &mut sums)?;
                 }
                 let (d1, d2) = (ceil_to(h1, DAY_US), floor_to(h2, DAY_US));
                 if d1 < d2 {
                     if h1 < d1 {
-                        rollup("rollup_hourly", "hour", h1, d1, &mut parts, &mut args);
+                        bucket_parts(&tx, dim, HOUR_US, h1, d1, &mut sums)?;
                     }
-                    rollup("rollup_daily", "day", d1, d2, &mut parts, &mut args);
+                    bucket_parts(&tx, dim, DAY_US, d1, d2, &mut sums)?;
                     if d2 < h2 {
-                        rollup("rollup_hourly", "hour", d2, h2, &mut parts, &mut args);
+                        bucket_parts(&tx, dim, HOUR_US, d2, h2, &mut sums)?;
                     }
                 } else {
-                    rollup("rollup_hourly", "hour", h1, h2, &mut parts, &mut args);
+                    bucket_parts(&tx, dim, HOUR_US, h1, h2, &mut sums)?;
                 }
             }
         }
-        if parts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let order = match by {
-            TopBy::Bytes => "SUM(b) DESC, SUM(s) DESC",
-            TopBy::Sessions => "SUM(s) DESC, SUM(b) DESC",
-        };
-        let sql = format!(
-            "SELECT key, SUM(s), SUM(b) FROM ({}) GROUP BY key HAVING SUM(s) > 0 ORDER BY {order}, key LIMIT ?",
-            parts.join(" UNION ALL ")
-        );
-        args.push(Value::Integer(limit as i64));
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            let key: String = r.get(0)?;
-            Ok(TopRow {
-                key: (!key.is_empty()).then_some(key),
-                sessions: r.get::<_, i64>(1)?.max(0) as u64,
-                bytes: r.get::<_, i64>(2)?.max(0) as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        sums.top(&tx, dim, limit, by)
     }
 
     /// Blocks in [since, until), newest first.
@@ -494,22 +607,62 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Blocks in [since, until) grouped by rule and action, most blocks first.
+    /// Blocks in [since, until) grouped by rule and action, most blocks first (then the most
+    /// recent). Counted here over the (ts, rule, action, client) index: SQLite's COUNT(DISTINCT)
+    /// per group sorts every row again.
     pub fn blocked_by_rule(&self, since: i64, until: i64, limit: usize) -> Result<Vec<BlockRuleRow>, Error> {
-        let mut stmt = self.conn.prepare(
-            "SELECT rule, action, COUNT(*), COUNT(DISTINCT client), MAX(ts) FROM blocks \
-             WHERE ts >= ?1 AND ts < ?2 GROUP BY rule, action ORDER BY 3 DESC, 5 DESC LIMIT ?3",
+        /// A (rule, action) group: blocks, distinct clients, newest block.
+        struct Group {
+            rule: Option<String>,
+            action: String,
+            blocks: u64,
+            clients: std::collections::HashSet<String, foldhash::fast::RandomState>,
+            last: i64,
+        }
+        // A handful of rules: a list compared by reference, no allocation per row.
+        let mut groups: Vec<Group> = Vec::new();
+        let mut st = self.conn.prepare_cached(
+            "SELECT rule, action, client, ts FROM blocks INDEXED BY blocks_ts_rule WHERE ts >= ?1 AND ts < ?2",
         )?;
-        let rows = stmt.query_map(rusqlite::params![since, until, limit as i64], |r| {
-            Ok(BlockRuleRow {
-                rule: r.get(0)?,
-                action: r.get(1)?,
-                blocks: r.get::<_, i64>(2)? as u64,
-                clients: r.get::<_, i64>(3)? as u64,
-                last: ts(r, 4)?,
+        let mut rows = st.query(rusqlite::params![since, until])?;
+        let bad = |e: rusqlite::types::FromSqlError| Error::Corrupt(format!("blocks: {e}"));
+        while let Some(r) = rows.next()? {
+            let rule = r.get_ref(0)?.as_str_or_null().map_err(bad)?;
+            let action = r.get_ref(1)?.as_str_or_null().map_err(bad)?.unwrap_or_default();
+            let client = r.get_ref(2)?.as_str().map_err(bad)?;
+            let ts: i64 = r.get(3)?;
+            let g = match groups.iter().position(|g| g.rule.as_deref() == rule && g.action == action) {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push(Group {
+                        rule: rule.map(str::to_owned),
+                        action: action.to_owned(),
+                        blocks: 0,
+                        clients: Default::default(),
+                        last: ts,
+                    });
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            g.blocks += 1;
+            g.last = g.last.max(ts);
+            if !g.clients.contains(client) {
+                g.clients.insert(client.to_owned());
+            }
+        }
+        let mut out: Vec<BlockRuleRow> = groups
+            .into_iter()
+            .map(|g| BlockRuleRow {
+                rule: g.rule,
+                action: g.action,
+                blocks: g.blocks,
+                clients: g.clients.len() as u64,
+                last: Timestamp::from_micros(g.last.max(0) as u64),
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect();
+        out.sort_by(|a, b| b.blocks.cmp(&a.blocks).then(b.last.cmp(&a.last)).then_with(|| a.rule.cmp(&b.rule)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// DNS transactions matching `f`, newest first.

@@ -11,7 +11,8 @@
 //! Then `PRAGMA incremental_vacuum` hands the freed pages back to the filesystem. Deletes run in
 //! chunks of their own transactions, so a reader never waits and the writer's pause is short.
 
-use crate::schema::{DAY_US, HOUR_US, ROLLUP_DIMS};
+use crate::packed;
+use crate::schema::{DAY_US, ROLLUP_DIMS};
 use crate::Error;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -99,11 +100,23 @@ fn delete_chunked(conn: &mut Connection, table: &str, cond: &str, cutoff: i64) -
 fn delete_oldest_rollups(conn: &mut Connection) -> Result<u64, Error> {
     let tx = conn.transaction()?;
     let mut n = 0;
-    for (table, col) in [("rollup_hourly", "hour"), ("rollup_daily", "day")] {
-        n += tx.execute(&format!("DELETE FROM {table} WHERE {col} = (SELECT MIN({col}) FROM {table})"), [])? as u64;
+    for (span, table, col) in packed::LEVELS {
+        let oldest: Option<i64> = tx.query_row(&format!("SELECT MIN({col}) FROM {table}"), [], |r| r.get(0))?;
+        let Some(oldest) = oldest else { continue };
+        n += tx.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [oldest])? as u64;
+        delete_packed(&tx, span, oldest)?;
     }
+    packed::forget_unused_keys(&tx)?;
     tx.commit()?;
     Ok(n)
+}
+
+/// Delete the packed blobs and late deltas of the `span` buckets starting at or before `last`.
+fn delete_packed(tx: &rusqlite::Transaction<'_>, span: i64, last: i64) -> Result<(), Error> {
+    for table in ["rollup_packed", "rollup_late"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE span = ?1 AND start <= ?2"), params![span, last])?;
+    }
+    Ok(())
 }
 
 /// Apply `r` at time `now_us`.
@@ -116,14 +129,16 @@ pub fn apply(conn: &mut Connection, db_path: &Path, r: &Retention, now_us: i64) 
         rep.dns_deleted += delete_chunked(conn, "dns", "ts < ?1", cutoff)?;
         rep.blocks_deleted += delete_chunked(conn, "blocks", "ts < ?1", cutoff)?;
         let tx = conn.transaction()?;
-        for (dim, _) in ROLLUP_DIMS {
-            rep.rollups_deleted += tx
-                .execute("DELETE FROM rollup_hourly WHERE dim = ?1 AND hour <= ?2", params![dim, cutoff - HOUR_US])?
-                as u64;
-            rep.rollups_deleted += tx
-                .execute("DELETE FROM rollup_daily WHERE dim = ?1 AND day <= ?2", params![dim, cutoff - DAY_US])?
-                as u64;
+        for (span, table, col) in packed::LEVELS {
+            for (dim, _) in ROLLUP_DIMS {
+                rep.rollups_deleted += tx.execute(
+                    &format!("DELETE FROM {table} WHERE dim = ?1 AND {col} <= ?2"),
+                    params![dim, cutoff - span],
+                )? as u64;
+            }
+            delete_packed(&tx, span, cutoff - span)?;
         }
+        packed::forget_unused_keys(&tx)?;
         tx.commit()?;
     }
     rep.cap_bytes = cap_bytes(db_path, r)?;

@@ -129,6 +129,38 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN bytes_source TEXT;",
     // 4: the transport of a DNS message ("udp", "tcp").
     "ALTER TABLE dns ADD COLUMN proto TEXT NOT NULL DEFAULT 'udp';",
+    // 5: closed rollup buckets packed into one blob per (dim, bucket) of small key ids, the ids,
+    // and the deltas that reach a bucket after it was packed (see packed.rs); the writer packs
+    // existing buckets a slice at a time. Blocks by rule read (ts, rule, action, client) from an
+    // index alone (it replaces blocks_ts).
+    r#"
+    CREATE TABLE rollup_keys (
+        dim  TEXT    NOT NULL,
+        id   INTEGER NOT NULL,               -- dense per dim, reused once no blob refers to it
+        key  TEXT    NOT NULL,
+        last INTEGER NOT NULL,               -- start of the newest bucket packed with this key
+        PRIMARY KEY (dim, id)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX rollup_keys_key ON rollup_keys(dim, key);
+    CREATE TABLE rollup_packed (
+        dim   TEXT    NOT NULL,
+        span  INTEGER NOT NULL,              -- bucket length, microseconds (an hour or a day)
+        start INTEGER NOT NULL,              -- microseconds, start of the bucket (UTC)
+        data  BLOB    NOT NULL,
+        UNIQUE (dim, span, start)
+    );
+    CREATE TABLE rollup_late (
+        dim      TEXT    NOT NULL,
+        span     INTEGER NOT NULL,
+        start    INTEGER NOT NULL,
+        key      TEXT    NOT NULL,
+        sessions INTEGER NOT NULL,
+        bytes    INTEGER NOT NULL,
+        PRIMARY KEY (dim, span, start, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX blocks_ts_rule ON blocks(ts, rule, action, client);
+    DROP INDEX blocks_ts;
+    "#,
 ];
 
 /// The version this build writes and reads.

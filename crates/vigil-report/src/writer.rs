@@ -19,6 +19,7 @@
 //! The packet path never waits on storage: [`SqliteSink::try_send`] fails (and counts the record
 //! in `dropped`) when the queue is full.
 
+use crate::packed::{self, PackState};
 use crate::retention::{self, Retention, RetentionReport};
 use crate::rows::{BlockRow, DnsRow, Record, SessionRow};
 use crate::schema::{self, DAY_US, HOUR_US};
@@ -99,6 +100,7 @@ enum Msg {
     Flush(Sender<()>),
     Close(Sender<()>),
     Retention(Sender<Result<RetentionReport, String>>),
+    Pack(Sender<Result<usize, String>>),
 }
 
 /// The producers' handle. Cheap to clone; every clone feeds the same writer.
@@ -117,12 +119,13 @@ impl SqliteSink {
             Synchronous::Full => "FULL",
         };
         let conn = schema::open_rw(&path, sync)?;
+        let packed = PackState::load(&conn)?;
         let (tx, rx) = bounded(opts.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
         let handle = std::thread::Builder::new()
             .name("vigil-report".into())
-            .spawn(move || Writer { conn, path, opts, counters: c }.run(rx))?;
+            .spawn(move || Writer { conn, path, opts, counters: c, packed }.run(rx))?;
         Ok((SqliteSink { tx, counters }, handle))
     }
 
@@ -181,6 +184,15 @@ impl SqliteSink {
         done.recv().map_err(|_| stopped())?.map_err(Error::Parse)
     }
 
+    /// Pack every closed rollup bucket not packed yet (the writer also does it a little at a
+    /// time every minute). Returns how many buckets it packed.
+    pub fn pack_now(&self) -> Result<usize, Error> {
+        let (ack, done) = bounded(1);
+        let stopped = || Error::Parse("report writer has stopped".into());
+        self.tx.send(Msg::Pack(ack)).map_err(|_| stopped())?;
+        done.recv().map_err(|_| stopped())?.map_err(Error::Parse)
+    }
+
     /// Clean shutdown: commit everything queued so far and stop the writer. Records other clones
     /// send afterwards are dropped. False when the writer had already stopped.
     pub fn flush_and_close(self) -> bool {
@@ -194,12 +206,20 @@ struct Writer {
     path: PathBuf,
     opts: SinkOptions,
     counters: Arc<Counters>,
+    packed: PackState,
 }
+
+/// How often the writer packs closed rollup buckets, and for how long at most each time. With
+/// more to do (a database from before packing existed), the next slice comes a second later.
+const PACK_INTERVAL: Duration = Duration::from_secs(60);
+const PACK_BUDGET: Duration = Duration::from_millis(100);
+const PACK_CATCH_UP: Duration = Duration::from_secs(1);
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         let mut batch: Vec<Record> = Vec::with_capacity(self.opts.batch_max);
         let mut next_retention = Instant::now();
+        let mut next_pack = Instant::now();
         loop {
             if Instant::now() >= next_retention {
                 if let Err(e) = self.retention() {
@@ -207,7 +227,14 @@ impl Writer {
                 }
                 next_retention = Instant::now() + self.opts.retention_interval;
             }
-            let first = match rx.recv_deadline(next_retention) {
+            if Instant::now() >= next_pack {
+                let (_, more) = self.pack(Some(PACK_BUDGET)).unwrap_or_else(|e| {
+                    log::error!("report rollup packing failed: {e}");
+                    (0, false)
+                });
+                next_pack = Instant::now() + if more { PACK_CATCH_UP } else { PACK_INTERVAL };
+            }
+            let first = match rx.recv_deadline(next_retention.min(next_pack)) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -243,6 +270,9 @@ impl Writer {
                 Some(Msg::Retention(ack)) => {
                     let _ = ack.send(self.retention().map_err(|e| e.to_string()));
                 }
+                Some(Msg::Pack(ack)) => {
+                    let _ = ack.send(self.pack(None).map(|(n, _)| n).map_err(|e| e.to_string()));
+                }
                 Some(Msg::Rec(_)) => unreachable!("records go to the batch"),
             }
         }
@@ -252,10 +282,28 @@ impl Writer {
     fn retention(&mut self) -> Result<RetentionReport, Error> {
         let now = vigil_engine::Timestamp::now().micros() as i64;
         let report = retention::apply(&mut self.conn, &self.path, &self.opts.retention, now)?;
+        if report.rollups_deleted > 0 {
+            self.packed = PackState::load(&self.conn)?;
+        }
         if report.deleted_anything() {
             log::info!("report retention: {report:?}");
         }
         Ok(report)
+    }
+
+    /// Pack closed buckets: how many, and whether the budget ran out with more to do.
+    fn pack(&mut self, budget: Option<Duration>) -> Result<(usize, bool), Error> {
+        let now = vigil_engine::Timestamp::now().micros() as i64;
+        let (n, more) = packed::pack_due(&mut self.conn, &mut self.packed, now, budget).inspect_err(|_| {
+            // Ids handed out in the transaction that failed were not stored.
+            if let Ok(state) = PackState::load(&self.conn) {
+                self.packed = state;
+            }
+        })?;
+        if n > 0 {
+            log::debug!("report: packed {n} closed rollup buckets");
+        }
+        Ok((n, more))
     }
 
     fn commit(&mut self, batch: &mut Vec<Record>) {
@@ -263,7 +311,7 @@ impl Writer {
             return;
         }
         let n = batch.len() as u64;
-        match write_batch(&mut self.conn, batch) {
+        match write_batch(&mut self.conn, batch, &self.packed) {
             Ok(()) => {
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.counters.committed.fetch_add(n, Ordering::Release);
@@ -359,7 +407,9 @@ struct Live {
 /// record (interim or final). An update adds its byte delta; when an update changes a session's
 /// app, category, client or hostname, the session moves from the old key to the new one. So the
 /// rollups always equal a GROUP BY over the sessions table, running sessions included.
-pub(crate) fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), Error> {
+///
+/// A delta for a bucket already packed also goes to `rollup_late` (see packed.rs).
+pub(crate) fn write_batch(conn: &mut Connection, batch: &[Record], packed: &PackState) -> Result<(), Error> {
     let tx = conn.transaction()?;
     let mut deltas = RollupDeltas::new();
     {
@@ -439,12 +489,21 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(),
              ON CONFLICT (dim, day, key) DO UPDATE SET sessions = sessions + excluded.sessions, \
              bytes = bytes + excluded.bytes",
         )?;
+        let mut up_late = tx.prepare_cached(
+            "INSERT INTO rollup_late (dim, span, start, key, sessions, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (dim, span, start, key) DO UPDATE SET sessions = sessions + excluded.sessions, \
+             bytes = bytes + excluded.bytes",
+        )?;
         for ((daily, bucket, dim, key), (sessions, bytes)) in deltas {
             if sessions == 0 && bytes == 0 {
                 continue;
             }
-            let stmt = if daily { &mut up_day } else { &mut up_hour };
-            stmt.execute(params![schema::ROLLUP_DIMS[dim].0, bucket, key, sessions, bytes])?;
+            let (stmt, span) = if daily { (&mut up_day, DAY_US) } else { (&mut up_hour, HOUR_US) };
+            let dim = schema::ROLLUP_DIMS[dim].0;
+            stmt.execute(params![dim, bucket, key, sessions, bytes])?;
+            if packed.contains(span, bucket) {
+                up_late.execute(params![dim, span, bucket, key, sessions, bytes])?;
+            }
         }
     }
     tx.commit()?;

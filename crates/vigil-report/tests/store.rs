@@ -52,11 +52,13 @@ fn schema_is_created_in_an_empty_file() {
     names.sort();
     for want in [
         "blocks",
-        "blocks_ts",
+        "blocks_ts_rule",
         "dns",
         "dns_ts",
         "rollup_daily",
         "rollup_hourly",
+        "rollup_late",
+        "rollup_packed",
         "sessions",
         "sessions_app",
         "sessions_first_seen",
@@ -170,6 +172,7 @@ fn rollups_match_the_raw_sessions() {
     let hosts = [None, Some("a.example.com"), Some("b.example.org"), Some("c.example.net")];
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut recs = Vec::new();
+    let mut later = Vec::new();
     for id in 0..3000u64 {
         let first = t0 + rng.below(3 * DAY_US as u64) as i64;
         let src = format!("10.0.{}.{}", rng.below(3), rng.below(20));
@@ -189,17 +192,41 @@ fn rollups_match_the_raw_sessions() {
                 recs.push(i.into());
             }
         }
-        // Some stay running (their last record is an interim).
+        // Some stay running (their last record is an interim) until after their buckets are
+        // packed; a third of those end with another app and hostname.
         if id % 10 == 0 {
+            let mut last = s.clone();
+            last.bytes_s2c += 5000;
+            if id % 30 == 0 {
+                last.app = apps[rng.below(5) as usize].map(String::from);
+                last.hostname = hosts[rng.below(4) as usize].map(String::from);
+            }
+            later.push(Record::from(last));
             s.interim = true;
         }
         recs.push(s.into());
     }
     // Small batches so updates span batches too.
     store(&path, SinkOptions { batch_max: 97, ..quick() }, recs);
+    // Every bucket is long closed: packing takes them all; the final records then reach packed
+    // buckets and go to rollup_late as well.
+    let (sink, writer) = SqliteSink::open(&path, SinkOptions { batch_max: 97, ..quick() }).unwrap();
+    sink.pack_now().unwrap();
+    for rec in later {
+        assert!(sink.try_send(rec));
+    }
+    assert!(sink.flush_and_close());
+    writer.join().unwrap();
     let r = Reader::open(&path).unwrap();
-    let n: i64 = r.connection().query_row("SELECT COUNT(*) FROM sessions", [], |x| x.get(0)).unwrap();
-    assert_eq!(n, 3000);
+    let count = |sql: &str| -> i64 { r.connection().query_row(sql, [], |x| x.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM sessions"), 3000);
+    assert_eq!(count("SELECT COUNT(*) FROM sessions WHERE interim = 1"), 0);
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT span || '/' || start) FROM rollup_packed"),
+        count("SELECT COUNT(DISTINCT hour) FROM rollup_hourly") + count("SELECT COUNT(DISTINCT day) FROM rollup_daily"),
+        "every bucket packed"
+    );
+    assert!(count("SELECT COUNT(*) FROM rollup_late") > 100, "late deltas recorded");
     let ranges = [
         (t0, t0 + 3 * DAY_US),                         // everything, via days and hours
         (t0 - 7 * DAY_US, t0 + 7 * DAY_US),            // wider than the data
@@ -292,6 +319,49 @@ fn retention_by_age() {
         .unwrap();
     assert_eq!(old_rollups, 0);
     assert_eq!(r.top(Dim::Apps, recent - HOUR_US, now, 5).unwrap()[0].sessions, 1);
+}
+
+#[test]
+fn packed_keys_go_with_their_buckets_and_their_ids_are_reused() {
+    let dir = temp_dir("keys");
+    let path = dir.join("r.db");
+    let now = now_us();
+    let old = now - 10 * DAY_US;
+    let recent = now - DAY_US;
+    let (sink, writer) = SqliteSink::open(&path, quick()).unwrap();
+    for (id, src, t) in [(1, "10.0.0.1", old), (2, "10.0.0.3", old), (3, "10.0.0.2", recent)] {
+        assert!(sink.try_send(session(id, src, Some("A"), None, t, 100)));
+    }
+    sink.flush();
+    sink.pack_now().unwrap();
+    sink.flush_and_close();
+    writer.join().unwrap();
+    let keys = |path: &std::path::Path| -> Vec<(i64, String)> {
+        let c = Connection::open(path).unwrap();
+        let mut st = c.prepare("SELECT id, key FROM rollup_keys WHERE dim = 'client' ORDER BY id").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    let before = keys(&path);
+    assert_eq!(before.len(), 3, "all three buckets packed: {before:?}");
+    let opts = SinkOptions { retention: Retention { max_age_days: Some(7), ..Default::default() }, ..quick() };
+    let (sink, writer) = SqliteSink::open(&path, opts).unwrap();
+    sink.flush();
+    let after: Vec<String> = keys(&path).into_iter().map(|k| k.1).collect();
+    assert_eq!(after, vec!["10.0.0.2"], "the old buckets' keys are forgotten with them");
+    // A new key in a bucket not packed yet takes a freed id: the ids stay dense.
+    assert!(sink.try_send(session(4, "10.0.0.9", Some("B"), None, recent + 2 * HOUR_US, 7)));
+    sink.flush();
+    sink.pack_now().unwrap();
+    sink.flush_and_close();
+    writer.join().unwrap();
+    let ids = keys(&path);
+    let freed: Vec<i64> = before.iter().filter(|k| k.1 != "10.0.0.2").map(|k| k.0).collect();
+    let new_id = ids.iter().find(|k| k.1 == "10.0.0.9").expect("packed").0;
+    assert!(freed.contains(&new_id), "{new_id} is one of the freed ids {freed:?}");
+    let r = Reader::open(&path).unwrap();
+    let top: Vec<(Option<String>, u64)> =
+        r.top(Dim::Clients, recent - HOUR_US, now, 10).unwrap().into_iter().map(|t| (t.key, t.bytes)).collect();
+    assert_eq!(top, vec![(Some("10.0.0.2".into()), 100), (Some("10.0.0.9".into()), 7)]);
 }
 
 #[test]
