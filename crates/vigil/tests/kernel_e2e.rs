@@ -1077,8 +1077,10 @@ fn reports_count_transfers_within_one_percent_and_log_dns_and_blocks() {
     env.http_servers(&www, 8080);
     env.py_server(&["tcp-banner", "23", V4_SERVER, V6_SERVER]);
     env.dns_server("reports.test");
+    env.lab.spawn_in(env.server(), ["iperf3", "-s", "-p", "5201"]).unwrap();
     wait_listen(&env.lab, env.server(), "t", 23, 2);
     wait_listen(&env.lab, env.server(), "u", 53, 1);
+    wait_listen(&env.lab, env.server(), "t", 5201, 1);
     let _lock = vigil_lock();
     for (name, config, size) in [
         // Offloaded: vigil sees the first packets; the bytes come from conntrack.
@@ -1095,6 +1097,9 @@ fn reports_count_transfers_within_one_percent_and_log_dns_and_blocks() {
         let mut vigil = VigilProc::start_reporting(&env.lab, &env.dir, name, config, &report);
         let file = if size == BIG { "big" } else { "small" };
         assert_eq!(env.curl_size(V4_SERVER, 8080, file, &[]), size);
+        // An upload measured by iperf3 itself (client to server).
+        let (out, _) = iperf_client(&env, &["-c", V4_SERVER, "-p", "5201", "-n", "30M"]).join().unwrap();
+        let iperf_sent = u(&iperf_report(&out)["end"]["sum_sent"]["bytes"]);
         let answer =
             sh(&env.lab, env.client(), &["dig", "+short", "@198.18.2.2", &format!("{name}.reports.test"), "A"]);
         assert_eq!(answer.trim(), V4_SERVER);
@@ -1123,6 +1128,19 @@ fn reports_count_transfers_within_one_percent_and_log_dns_and_blocks() {
             "{name}: bytes_s2c {bs} for a {size}-byte body (+{over:.2} %): {:#}",
             http[0]
         );
+        // iperf3 opens a control and a data connection; the data one carries the upload.
+        let data = sessions
+            .iter()
+            .filter(|s| s["dport"] == 5201)
+            .max_by_key(|s| u(&s["bytes_c2s"]))
+            .unwrap_or_else(|| panic!("no iperf3 session: {sessions:#?}"));
+        let bc = u(&data["bytes_c2s"]);
+        let over = (bc as f64 - iperf_sent as f64) / iperf_sent as f64 * 100.0;
+        println!(
+            "{name}: iperf3 sent {iperf_sent} B, session bytes_c2s {bc} B (+{over:.2} %), source {}",
+            data["bytes_source"]
+        );
+        assert!(bc >= iperf_sent && over < 1.0, "{name}: iperf3 upload of {iperf_sent} B: {data:#}");
 
         let dns = check({
             let mut c = Command::new(VIGIL);
