@@ -143,6 +143,66 @@ pub struct L7Facts {
     pub alpn_selected: Option<String>,
     /// Flow packets it took to identify the flow (protocol, and its name where it carries one).
     pub dpi_packets: Option<u32>,
+    /// What only some flows carry (TLS version, certificate names, HTTP request, banners, DHCP),
+    /// boxed so that a flow without any costs one pointer.
+    pub details: Option<Box<L7Details>>,
+}
+
+/// The application-layer facts only some flows have. Reported as the [`FlowRecord`] fields of the
+/// same names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L7Details {
+    /// Negotiated TLS version ("TLSv1.3"), when the ServerHello was seen.
+    pub tls_version: Option<&'static str>,
+    /// The ClientHello offered Encrypted Client Hello (the hostname is then the outer SNI).
+    pub ech: bool,
+    /// Names from the server certificate (TLS 1.2 and older: subject CN and SANs).
+    pub cert_names: Vec<String>,
+    pub http_method: Option<String>,
+    /// The request path, query string left out (it may carry credentials).
+    pub http_path: Option<String>,
+    pub user_agent: Option<String>,
+    /// The client's and server's banners: SSH identification strings, the HTTP `Server` header,
+    /// a STUN SOFTWARE attribute.
+    pub client_banner: Option<String>,
+    pub server_banner: Option<String>,
+    /// DHCP client hostname (option 12) and vendor class (option 60).
+    pub dhcp_hostname: Option<String>,
+    pub dhcp_vendor_class: Option<String>,
+}
+
+impl L7Details {
+    /// No details (what `Default` gives, as a constant).
+    pub const NONE: L7Details = L7Details {
+        tls_version: None,
+        ech: false,
+        cert_names: Vec::new(),
+        http_method: None,
+        http_path: None,
+        user_agent: None,
+        client_banner: None,
+        server_banner: None,
+        dhcp_hostname: None,
+        dhcp_vendor_class: None,
+    };
+
+    /// The details in `f`, None when it has none.
+    fn from_facts(f: &vigil_dpi::Facts) -> Option<Box<L7Details>> {
+        let d = L7Details {
+            tls_version: f.tls_version,
+            ech: f.ech,
+            cert_names: f.cert_names.clone(),
+            http_method: f.http_method.clone(),
+            // Without its query string: "?token=..." and the like must not reach the reports.
+            http_path: f.http_path.as_deref().map(|p| p.split(['?', '#']).next().unwrap_or_default().to_owned()),
+            user_agent: f.user_agent.clone(),
+            client_banner: f.client_banner.clone(),
+            server_banner: f.server_banner.clone(),
+            dhcp_hostname: f.dhcp_hostname.clone(),
+            dhcp_vendor_class: f.dhcp_vendor_class.clone(),
+        };
+        (d != L7Details::NONE).then(|| Box::new(d))
+    }
 }
 
 impl L7Facts {
@@ -159,6 +219,7 @@ impl L7Facts {
             alpn: f.alpn_offered.clone(),
             alpn_selected: f.alpn.clone(),
             dpi_packets: c.identified_after(),
+            details: L7Details::from_facts(f),
         }
     }
 }
@@ -227,6 +288,16 @@ impl Flow {
             alpn: self.l7.alpn.clone(),
             alpn_selected: self.l7.alpn_selected.clone(),
             dpi_packets: self.l7.dpi_packets,
+            tls_version: None,
+            ech: false,
+            cert_names: Vec::new(),
+            http_method: None,
+            http_path: None,
+            user_agent: None,
+            client_banner: None,
+            server_banner: None,
+            dhcp_hostname: None,
+            dhcp_vendor_class: None,
             packets_c2s: self.c2s.packets,
             packets_s2c: self.s2c.packets,
             bytes_c2s: self.c2s.bytes,
@@ -240,6 +311,7 @@ impl Flow {
             offloaded: self.offloaded,
             midstream: self.midstream,
         }
+        .with_details(self.l7.details.as_deref())
     }
 }
 
@@ -294,6 +366,36 @@ pub struct FlowRecord {
     /// (a TLS flow counts up to its ClientHello's last packet).
     #[serde(default)]
     pub dpi_packets: Option<u32>,
+    /// Negotiated TLS version ("TLSv1.3", "TLSv1.2", ...), when the ServerHello was seen (also for
+    /// STARTTLS, DTLS: "DTLSv1.2").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// The ClientHello offered Encrypted Client Hello: `hostname` is the outer (public) SNI.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ech: bool,
+    /// Names in the server certificate (subject CN and SANs), when it travels in the clear (TLS 1.2
+    /// and older).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_names: Vec<String>,
+    /// HTTP/1.x request method and target of the first request ("GET", "/index.html").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_path: Option<String>,
+    /// HTTP (and SIP, gQUIC) User-Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The client's and server's banners: SSH identification strings ("SSH-2.0-OpenSSH_9.2p1
+    /// Debian-2"), the HTTP `Server` header (server side), a STUN SOFTWARE attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_banner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_banner: Option<String>,
+    /// DHCP client hostname (option 12) and vendor class identifier (option 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp_vendor_class: Option<String>,
     pub packets_c2s: u64,
     pub packets_s2c: u64,
     pub bytes_c2s: u64,
@@ -307,6 +409,30 @@ pub struct FlowRecord {
     /// The kernel was told to stop queueing it: later packets are not in these counters.
     pub offloaded: bool,
     pub midstream: bool,
+}
+
+impl FlowRecord {
+    /// The record with the application-layer details of `d` (replacing the ones it had).
+    pub fn with_details(mut self, d: Option<&L7Details>) -> Self {
+        self.set_details(d);
+        self
+    }
+
+    /// Sets the application-layer detail fields from `d`; None clears them.
+    pub fn set_details(&mut self, d: Option<&L7Details>) {
+        static NONE: L7Details = L7Details::NONE;
+        let d = d.unwrap_or(&NONE);
+        self.tls_version = d.tls_version.map(String::from);
+        self.ech = d.ech;
+        self.cert_names.clone_from(&d.cert_names);
+        self.http_method.clone_from(&d.http_method);
+        self.http_path.clone_from(&d.http_path);
+        self.user_agent.clone_from(&d.user_agent);
+        self.client_banner.clone_from(&d.client_banner);
+        self.server_banner.clone_from(&d.server_banner);
+        self.dhcp_hostname.clone_from(&d.dhcp_hostname);
+        self.dhcp_vendor_class.clone_from(&d.dhcp_vendor_class);
+    }
 }
 
 /// A flow's verdict as reported.
@@ -465,5 +591,57 @@ mod community_id_tests {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
+    }
+}
+
+#[cfg(test)]
+mod record_json_tests {
+    use super::*;
+
+    /// A line from before the application-layer details still parses (they default to none), and
+    /// a record without them prints none of their keys.
+    #[test]
+    fn details_are_optional_both_ways() {
+        let line = r#"{"proto":"tcp","src":"10.0.0.2","sport":51234,"dst":"93.184.216.34","dport":22,
+            "protocol":"SSH","app":null,"category":null,"hostname":null,"ja4":null,"packets_c2s":5,
+            "packets_s2c":6,"bytes_c2s":700,"bytes_s2c":4000,"first_seen":1700000000.25,
+            "last_seen":1700000001.5,"verdict":"allow","rule":null,"tcp_state":"closed","end_reason":"fin",
+            "offloaded":false,"midstream":false}"#;
+        let rec: FlowRecord = serde_json::from_str(line).unwrap();
+        assert_eq!((rec.tls_version.as_deref(), rec.ech, rec.cert_names.len()), (None, false, 0));
+        assert_eq!((rec.client_banner.as_deref(), rec.dhcp_hostname.as_deref()), (None, None));
+        let v = serde_json::to_value(&rec).unwrap();
+        for k in [
+            "tls_version",
+            "ech",
+            "cert_names",
+            "http_method",
+            "http_path",
+            "user_agent",
+            "client_banner",
+            "server_banner",
+            "dhcp_hostname",
+            "dhcp_vendor_class",
+        ] {
+            assert!(v.get(k).is_none(), "{k}");
+        }
+        // With them: the names a SIEM expects, and back.
+        let d = L7Details {
+            tls_version: Some("TLSv1.3"),
+            ech: true,
+            cert_names: vec!["a.example".into()],
+            client_banner: Some("SSH-2.0-OpenSSH_9.2p1".into()),
+            dhcp_vendor_class: Some("MSFT 5.0".into()),
+            ..L7Details::default()
+        };
+        let rec = rec.with_details(Some(&d));
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["tls_version"], "TLSv1.3");
+        assert_eq!(v["ech"], true);
+        assert_eq!(v["cert_names"], serde_json::json!(["a.example"]));
+        assert_eq!(v["client_banner"], "SSH-2.0-OpenSSH_9.2p1");
+        assert_eq!(v["dhcp_vendor_class"], "MSFT 5.0");
+        assert!(v.get("user_agent").is_none());
+        assert_eq!(serde_json::from_value::<FlowRecord>(v).unwrap(), rec);
     }
 }

@@ -12,7 +12,8 @@ pub mod table;
 pub mod time;
 
 pub use flow::{
-    community_id, BlockRecord, Direction, DnsRecord, EndReason, Flow, FlowKey, FlowRecord, FlowVerdict, TcpState,
+    community_id, BlockRecord, Direction, DnsRecord, EndReason, Flow, FlowKey, FlowRecord, FlowVerdict, L7Details,
+    TcpState,
 };
 pub use pipeline::{Action, ConnCounters, Connection, Decision, Event, PacketMeta, Pipeline, PipelineStats};
 pub use policy::{Policy, PolicyConfig, PolicyError, RuleAction, RuleConfig};

@@ -563,6 +563,7 @@ impl Pipeline {
                     rec.app = l7.app;
                     rec.category = l7.category;
                     rec.hostname = l7.hostname;
+                    rec.set_details(l7.details.as_deref());
                 }
                 rec.interim = true;
                 events.push(Event::FlowUpdate(Box::new(rec)));
@@ -1229,5 +1230,123 @@ mod hold_tests {
         let mut p = pipeline(false);
         p.process(&tcp(tcp::SYN, 100, b""), &m, t);
         assert_eq!(p.process(&tcp(tcp::ACK | tcp::PSH, 101, b"GET / HTTP/1.1\r\n"), &m, t).action, Action::Accept);
+    }
+}
+
+#[cfg(test)]
+mod details_tests {
+    use super::*;
+    use vigil_dpi::{DnsCache, SignatureDb};
+
+    const CLIENT: [u8; 4] = [198, 18, 1, 2];
+    const SERVER: [u8; 4] = [198, 18, 2, 2];
+
+    /// A TCP segment between CLIENT:41000 and SERVER:`port`, `to_server` or back.
+    fn tcp(port: u16, to_server: bool, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let (src, dst, sport, dport) =
+            if to_server { (CLIENT, SERVER, 41000, port) } else { (SERVER, CLIENT, port, 41000) };
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 6, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn pipeline(interim: Option<std::time::Duration>) -> Pipeline {
+        let classify = Classification {
+            sigdb: Arc::new(SignatureDb::builtin().unwrap()),
+            dns_cache: Arc::new(DnsCache::new(64)),
+            config: Default::default(),
+        };
+        Pipeline::new(
+            PipelineConfig { classify: Some(classify), interim_interval: interim, ..Default::default() },
+            Arc::new(Policy::default()),
+        )
+    }
+
+    fn flow_records(p: &mut Pipeline) -> Vec<FlowRecord> {
+        p.drain_events()
+            .filter_map(|e| match e {
+                Event::FlowEnd(r) | Event::FlowUpdate(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Opens a connection to `port` and sends `c2s` then `s2c` (each a segment when not empty).
+    fn exchange(p: &mut Pipeline, port: u16, c2s: &[u8], s2c: &[u8], t: Timestamp) {
+        let m = PacketMeta::default();
+        p.process(&tcp(port, true, tcp::SYN, 100, b""), &m, t);
+        p.process(&tcp(port, false, tcp::SYN | tcp::ACK, 500, b""), &m, t);
+        p.process(&tcp(port, true, tcp::ACK, 101, b""), &m, t);
+        if !c2s.is_empty() {
+            p.process(&tcp(port, true, tcp::ACK | tcp::PSH, 101, c2s), &m, t);
+        }
+        if !s2c.is_empty() {
+            p.process(&tcp(port, false, tcp::ACK | tcp::PSH, 501, s2c), &m, t);
+        }
+    }
+
+    #[test]
+    fn ssh_banners_and_http_request_reach_the_record() {
+        let t = Timestamp::from_secs(50);
+        let mut p = pipeline(None);
+        exchange(&mut p, 22, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", b"SSH-2.0-OpenSSH_8.4p1\r\n", t);
+        p.finish(EndReason::Shutdown);
+        let r = flow_records(&mut p);
+        assert_eq!(r.len(), 1);
+        assert_eq!(&*r[0].protocol, "SSH");
+        assert_eq!(r[0].client_banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1 Debian-2"));
+        assert_eq!(r[0].server_banner.as_deref(), Some("SSH-2.0-OpenSSH_8.4p1"));
+        assert_eq!((r[0].tls_version.as_deref(), r[0].user_agent.as_deref()), (None, None));
+
+        let mut p = pipeline(None);
+        let req = b"GET /a/b?c=d HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\n\r\n";
+        exchange(&mut p, 80, req, b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n", t);
+        p.finish(EndReason::Shutdown);
+        let r = flow_records(&mut p);
+        assert_eq!(&*r[0].protocol, "HTTP");
+        assert_eq!(
+            (r[0].http_method.as_deref(), r[0].http_path.as_deref(), r[0].user_agent.as_deref()),
+            (Some("GET"), Some("/a/b"), Some("curl/8.5.0")),
+            "the query string (it may carry credentials) is left out"
+        );
+        // The JSON line has them under those names, and nothing of the rest.
+        let v = serde_json::to_value(&r[0]).unwrap();
+        assert_eq!(v["user_agent"], "curl/8.5.0");
+        for k in ["tls_version", "ech", "cert_names", "client_banner", "dhcp_hostname", "dhcp_vendor_class"] {
+            assert!(v.get(k).is_none(), "{k}: {v}");
+        }
+    }
+
+    #[test]
+    fn an_interim_record_has_the_details_known_so_far() {
+        let mut p = pipeline(Some(std::time::Duration::from_secs(10)));
+        let t = Timestamp::from_secs(50);
+        // Only the client's banner so far.
+        exchange(&mut p, 22, b"SSH-2.0-OpenSSH_9.2p1\r\n", b"", t);
+        p.poll(Timestamp::from_secs(61));
+        let r = flow_records(&mut p);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].interim);
+        assert_eq!(r[0].client_banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
+        assert_eq!(r[0].server_banner, None);
+    }
+
+    #[test]
+    fn a_flow_without_details_carries_none() {
+        // Per flow, the details cost one pointer until a flow has some.
+        assert_eq!(std::mem::size_of::<Option<Box<crate::flow::L7Details>>>(), std::mem::size_of::<usize>());
+        let mut p = pipeline(None);
+        exchange(&mut p, 4444, b"\x00\x01\x02\x03", b"", Timestamp::from_secs(5));
+        assert!(p.flows().iter().all(|f| f.l7.details.is_none()));
+        p.finish(EndReason::Shutdown);
+        let r = flow_records(&mut p);
+        assert_eq!(r[0].clone().with_details(None), r[0]);
     }
 }

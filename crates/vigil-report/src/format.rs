@@ -2,8 +2,8 @@
 //! comma, quote, CR or LF is quoted, quotes doubled, CRLF line ends) and JSON lines (one object
 //! per row, with the replay field names: `dport`, `bytes_s2c`, `first_seen` in epoch seconds...).
 //!
-//! CSV columns are the JSON fields, in the same order and with the same names; lists (ALPN, DNS
-//! answers) are joined with ';', absent values are empty.
+//! CSV columns are the JSON fields, in the same order and with the same names; lists (ALPN,
+//! certificate names, DNS answers) are joined with ';', absent values are empty.
 
 use crate::query::{BlockRuleRow, TopRow};
 use crate::rows::{BlockRow, DnsRow, SessionRow};
@@ -87,6 +87,16 @@ impl Tabular for SessionRow {
         "client_mac",
         "interim",
         "bytes_source",
+        "tls_version",
+        "ech",
+        "cert_names",
+        "http_method",
+        "http_path",
+        "user_agent",
+        "client_banner",
+        "server_banner",
+        "dhcp_hostname",
+        "dhcp_vendor_class",
     ];
     fn table_headers() -> Vec<&'static str> {
         vec!["first_seen", "client", "server", "proto", "app", "hostname", "verdict", "bytes", "secs", "end"]

@@ -299,13 +299,24 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         client_mac: r.get(31)?,
         interim: r.get(32)?,
         bytes_source: r.get(33)?,
+        tls_version: r.get(34)?,
+        ech: r.get(35)?,
+        cert_names: json_list(r, 36)?,
+        http_method: r.get(37)?,
+        http_path: r.get(38)?,
+        user_agent: r.get(39)?,
+        client_banner: r.get(40)?,
+        server_banner: r.get(41)?,
+        dhcp_hostname: r.get(42)?,
+        dhcp_vendor_class: r.get(43)?,
     })
 }
 
 const SESSION_SELECT: &str = "SELECT id, community_id, proto, src, sport, dst, dport, protocol, protocol_guessed, \
     app, category, hostname, name_source, ja4, alpn, alpn_selected, dpi_packets, packets_c2s, packets_s2c, \
     bytes_c2s, bytes_s2c, first_seen, last_seen, verdict, rule, tcp_state, end_reason, offloaded, midstream, \
-    in_if, out_if, client_mac, interim, bytes_source FROM sessions";
+    in_if, out_if, client_mac, interim, bytes_source, tls_version, ech, cert_names, http_method, http_path, \
+    user_agent, client_banner, server_banner, dhcp_hostname, dhcp_vendor_class FROM sessions";
 
 const BLOCK_SELECT: &str = "SELECT ts, flow_id, client, sport, server, dport, proto, rule, action, reason, protocol, \
     hostname, app, category FROM blocks";

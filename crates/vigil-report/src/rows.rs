@@ -61,6 +61,28 @@ pub struct SessionRow {
     /// (an offloaded flow, the kernel's accounting).
     #[serde(default)]
     pub bytes_source: Option<String>,
+    // The application-layer details only some sessions have (see the engine's `FlowRecord`).
+    // After the older fields, so that CSV columns keep their positions.
+    #[serde(default)]
+    pub tls_version: Option<String>,
+    #[serde(default)]
+    pub ech: bool,
+    #[serde(default)]
+    pub cert_names: Vec<String>,
+    #[serde(default)]
+    pub http_method: Option<String>,
+    #[serde(default)]
+    pub http_path: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub client_banner: Option<String>,
+    #[serde(default)]
+    pub server_banner: Option<String>,
+    #[serde(default)]
+    pub dhcp_hostname: Option<String>,
+    #[serde(default)]
+    pub dhcp_vendor_class: Option<String>,
 }
 
 impl SessionRow {
@@ -116,6 +138,16 @@ impl From<&FlowRecord> for SessionRow {
             client_mac: r.client_mac.clone(),
             interim: r.interim,
             bytes_source: (!r.bytes_source.is_empty()).then(|| r.bytes_source.clone()),
+            tls_version: r.tls_version.clone(),
+            ech: r.ech,
+            cert_names: r.cert_names.clone(),
+            http_method: r.http_method.clone(),
+            http_path: r.http_path.clone(),
+            user_agent: r.user_agent.clone(),
+            client_banner: r.client_banner.clone(),
+            server_banner: r.server_banner.clone(),
+            dhcp_hostname: r.dhcp_hostname.clone(),
+            dhcp_vendor_class: r.dhcp_vendor_class.clone(),
         }
     }
 }

@@ -161,6 +161,21 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX blocks_ts_rule ON blocks(ts, rule, action, client);
     DROP INDEX blocks_ts;
     "#,
+    // 6: the application-layer details some sessions carry: negotiated TLS version, ECH offered,
+    // certificate names (JSON array, NULL when none), HTTP request method/path and User-Agent,
+    // client/server banners (SSH), DHCP client hostname and vendor class. NULL (ech 0) in older rows.
+    r#"
+    ALTER TABLE sessions ADD COLUMN tls_version TEXT;
+    ALTER TABLE sessions ADD COLUMN ech INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN cert_names TEXT;
+    ALTER TABLE sessions ADD COLUMN http_method TEXT;
+    ALTER TABLE sessions ADD COLUMN http_path TEXT;
+    ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+    ALTER TABLE sessions ADD COLUMN client_banner TEXT;
+    ALTER TABLE sessions ADD COLUMN server_banner TEXT;
+    ALTER TABLE sessions ADD COLUMN dhcp_hostname TEXT;
+    ALTER TABLE sessions ADD COLUMN dhcp_vendor_class TEXT;
+    "#,
 ];
 
 /// The version this build writes and reads.

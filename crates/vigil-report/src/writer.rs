@@ -352,7 +352,8 @@ fn rollup_keys(s: &SessionRow) -> [String; 4] {
 const SESSION_COLS: &str = "id, community_id, proto, src, sport, dst, dport, protocol, protocol_guessed, app, \
     category, hostname, name_source, ja4, alpn, alpn_selected, dpi_packets, packets_c2s, packets_s2c, bytes_c2s, \
     bytes_s2c, first_seen, last_seen, verdict, rule, tcp_state, end_reason, offloaded, midstream, in_if, out_if, \
-    client_mac, interim, bytes_source";
+    client_mac, interim, bytes_source, tls_version, ech, cert_names, http_method, http_path, user_agent, \
+    client_banner, server_banner, dhcp_hostname, dhcp_vendor_class";
 
 fn session_params(s: &SessionRow) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
     vec![
@@ -390,6 +391,17 @@ fn session_params(s: &SessionRow) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(s.client_mac.as_deref()),
         Box::new(s.interim),
         Box::new(s.bytes_source.as_deref()),
+        Box::new(s.tls_version.as_deref()),
+        Box::new(s.ech),
+        // NULL rather than "[]": most sessions have none.
+        Box::new((!s.cert_names.is_empty()).then(|| serde_json::to_string(&s.cert_names).unwrap_or_default())),
+        Box::new(s.http_method.as_deref()),
+        Box::new(s.http_path.as_deref()),
+        Box::new(s.user_agent.as_deref()),
+        Box::new(s.client_banner.as_deref()),
+        Box::new(s.server_banner.as_deref()),
+        Box::new(s.dhcp_hostname.as_deref()),
+        Box::new(s.dhcp_vendor_class.as_deref()),
     ]
 }
 

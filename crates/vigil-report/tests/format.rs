@@ -104,6 +104,61 @@ fn a_replay_flow_record_converts_and_keeps_its_json() {
     assert_eq!(row.end_reason, None);
 }
 
+/// The application-layer details of a replay line keep their names in the row's JSON, and the
+/// CSV has them in the last columns (lists joined with ';').
+#[test]
+fn details_keep_their_names_in_json_and_csv() {
+    let line = r#"{"id":9,"proto":"tcp","src":"10.0.0.2","sport":51234,"dst":"93.184.216.34","dport":443,
+        "protocol":"TLS","app":null,"category":null,"hostname":"legacy.example","ja4":null,
+        "tls_version":"TLSv1.2","ech":true,"cert_names":["*.example","legacy.example"],
+        "http_method":"GET","http_path":"/a,b","user_agent":"curl/7.88.1",
+        "client_banner":"SSH-2.0-OpenSSH_9.2p1 Debian-2","server_banner":"SSH-2.0-OpenSSH_9.2p1",
+        "dhcp_hostname":"Lucas-iMac","dhcp_vendor_class":"MSFT 5.0",
+        "packets_c2s":5,"packets_s2c":6,"bytes_c2s":700,"bytes_s2c":4000,"first_seen":1700000000.25,
+        "last_seen":1700000001.5,"verdict":"allow","rule":null,"tcp_state":"closed","end_reason":"fin",
+        "offloaded":false,"midstream":false}"#;
+    let rec: vigil_engine::FlowRecord = serde_json::from_str(line).unwrap();
+    let row = SessionRow::from(&rec);
+    let a = serde_json::to_value(&rec).unwrap();
+    let b = serde_json::to_value(&row).unwrap();
+    for k in [
+        "tls_version",
+        "ech",
+        "cert_names",
+        "http_method",
+        "http_path",
+        "user_agent",
+        "client_banner",
+        "server_banner",
+        "dhcp_hostname",
+        "dhcp_vendor_class",
+    ] {
+        assert!(!a[k].is_null(), "{k} in the record");
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    let csv = format_csv(std::slice::from_ref(&row));
+    let row_line = csv.split("\r\n").nth(1).unwrap();
+    assert!(
+        row_line.ends_with(
+            ",TLSv1.2,true,*.example;legacy.example,GET,\"/a,b\",curl/7.88.1,SSH-2.0-OpenSSH_9.2p1 Debian-2,\
+             SSH-2.0-OpenSSH_9.2p1,Lucas-iMac,MSFT 5.0"
+        ),
+        "{row_line}"
+    );
+    // A record without them: absent from the record's JSON, null / false / [] in the row's.
+    let plain: vigil_engine::FlowRecord = serde_json::from_str(
+        &line.replace(r#""tls_version":"TLSv1.2","ech":true,"cert_names":["*.example","legacy.example"],"#, ""),
+    )
+    .unwrap();
+    assert!(serde_json::to_value(&plain).unwrap().get("ech").is_none());
+    assert!(serde_json::to_value(&plain).unwrap().get("cert_names").is_none());
+    let b = serde_json::to_value(SessionRow::from(&plain)).unwrap();
+    assert_eq!(
+        (b["tls_version"].is_null(), &b["ech"], &b["cert_names"]),
+        (true, &serde_json::json!(false), &serde_json::json!([]))
+    );
+}
+
 #[test]
 fn table_is_aligned() {
     let rows = vec![

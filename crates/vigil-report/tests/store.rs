@@ -108,6 +108,75 @@ fn migration_from_version_1_backfills_rollups_and_newer_is_refused() {
     assert!(matches!(Reader::open(&path), Err(Error::TooNew { found: 99, .. })));
 }
 
+/// Version 6 adds the application-layer details: a version 5 database keeps its sessions (read
+/// back without details), and new sessions store and read back theirs, through the interim upsert
+/// too.
+#[test]
+fn migration_to_version_6_keeps_old_sessions_and_stores_the_details() {
+    let dir = temp_dir("migrate6");
+    let path = dir.join("r.db");
+    let old = session(1, "10.0.0.1", Some("A"), Some("a.example"), 1_700_000_000 * S, 1000);
+    {
+        let mut c = Connection::open(&path).unwrap();
+        schema::migrate_to(&mut c, 5).unwrap();
+        c.execute(
+            "INSERT INTO sessions (id, proto, src, sport, dst, dport, protocol, app, hostname, alpn, packets_c2s, \
+             packets_s2c, bytes_c2s, bytes_s2c, first_seen, last_seen, verdict) \
+             VALUES (1, 'tcp', '10.0.0.1', 1, '10.0.0.2', 22, 'SSH', 'A', 'a.example', '[]', 1, 1, 100, 0, ?1, ?1, \
+             'allow')",
+            [old.first_seen.micros() as i64],
+        )
+        .unwrap();
+        assert!(Reader::open(&path).is_err_and(|e| matches!(e, Error::TooOld { found: 5, .. })));
+    }
+    let mut ssh = session(2, "10.0.0.3", Some("SSH"), None, 1_700_000_000 * S + 1000, 2000);
+    ssh.protocol = "SSH".into();
+    ssh.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+    ssh.server_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+    let mut tls = session(3, "10.0.0.4", Some("Web"), Some("legacy.example"), 1_700_000_000 * S + 2000, 3000);
+    tls.tls_version = Some("TLSv1.2".into());
+    tls.ech = true;
+    tls.cert_names = vec!["*.example".into(), "legacy.example".into()];
+    let mut http = session(4, "10.0.0.5", Some("Web"), Some("plain.example"), 1_700_000_000 * S + 3000, 4000);
+    http.http_method = Some("GET".into());
+    http.http_path = Some("/index.html?q=a,b".into());
+    http.user_agent = Some("curl/7.88.1".into());
+    http.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
+    let mut dhcp = session(5, "10.0.0.6", None, Some("lucas-imac"), 1_700_000_000 * S + 4000, 500);
+    dhcp.dhcp_hostname = Some("Lucas-iMac".into());
+    dhcp.dhcp_vendor_class = Some("MSFT 5.0".into());
+    // The HTTP session first as an interim row without its details, then the final with them.
+    let mut interim = http.clone();
+    interim.interim = true;
+    interim.end_reason = None;
+    interim.http_method = None;
+    interim.user_agent = None;
+    store(
+        &path,
+        quick(),
+        vec![ssh.clone().into(), tls.clone().into(), interim.into(), http.clone().into(), dhcp.clone().into()],
+    );
+    let r = Reader::open(&path).unwrap();
+    let mut got = r.sessions(&SessionFilter { limit: 10, ..Default::default() }).unwrap();
+    got.sort_by_key(|s| s.id);
+    assert_eq!(got.len(), 5);
+    let o = &got[0];
+    assert_eq!((o.id, o.protocol.as_str(), o.app.as_deref()), (Some(1), "SSH", Some("A")));
+    assert_eq!((&o.tls_version, o.ech, o.cert_names.len(), &o.client_banner), (&None, false, 0, &None));
+    assert_eq!(got[1..], [ssh, tls, http, dhcp]);
+    let (empty_certs, null_certs): (i64, i64) = r
+        .connection()
+        .query_row(
+            "SELECT count(*) FILTER (WHERE cert_names = '[]'), count(*) FILTER (WHERE cert_names IS NULL) \
+                    FROM sessions",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((empty_certs, null_certs), (0, 4), "no certificate names stored as NULL");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn interim_updates_are_replaced_by_the_final_record() {
     let dir = temp_dir("upsert");

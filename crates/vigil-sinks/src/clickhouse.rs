@@ -10,6 +10,12 @@
 //! updates are rows with the same `id` and `interim = 1`: take the latest per id with
 //! `argMax(col, last_seen_us)`.
 //!
+//! Columns added since a table was first released ([`Table::added_columns`]: the sessions'
+//! application-layer details) are at the end of the DDL. A table an older vigil created lacks
+//! them: before the first insert, the sink reads the table's columns from `system.columns` and
+//! adds the missing ones with `ALTER TABLE ... ADD COLUMN` (18.16 has no `ADD COLUMN IF NOT
+//! EXISTS`). Rows spooled by an older vigil omit them and get the defaults (NULL, 0, []).
+//!
 //! # Data path
 //! [`ClickHouseHandle::try_send`] queues a record on a bounded channel (never blocks; a full
 //! queue is a counted drop). A collector thread groups records per table into batches of up to
@@ -201,9 +207,41 @@ impl Table {
         }
     }
 
+    /// Columns added to the table after its first release, in order, with their types: last in
+    /// [`Table::create_sql`], and added to an existing table that lacks them.
+    pub fn added_columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Table::Sessions => &[
+                ("tls_version", "Nullable(String)"),
+                ("ech", "UInt8"),
+                ("cert_names", "Array(String)"),
+                ("http_method", "Nullable(String)"),
+                ("http_path", "Nullable(String)"),
+                ("user_agent", "Nullable(String)"),
+                ("client_banner", "Nullable(String)"),
+                ("server_banner", "Nullable(String)"),
+                ("dhcp_hostname", "Nullable(String)"),
+                ("dhcp_vendor_class", "Nullable(String)"),
+            ],
+            Table::Dns | Table::Blocks => &[],
+        }
+    }
+
+    /// `ALTER TABLE` adding those of [`Table::added_columns`] that are not in `have` (the table's
+    /// column names); None when none is missing.
+    pub fn add_columns_sql(self, db: &str, have: &HashSet<&str>) -> Option<String> {
+        let adds: Vec<String> = self
+            .added_columns()
+            .iter()
+            .filter(|(name, _)| !have.contains(name))
+            .map(|(name, ty)| format!("ADD COLUMN {name} {ty}"))
+            .collect();
+        (!adds.is_empty()).then(|| format!("ALTER TABLE {db}.{} {}", self.name(), adds.join(", ")))
+    }
+
     /// `CREATE TABLE IF NOT EXISTS`, valid on ClickHouse 18.16 and current releases.
     pub fn create_sql(self, db: &str) -> String {
-        let cols = match self {
+        let base = match self {
             Table::Sessions => {
                 "id UInt64, interim UInt8, \
                  first_seen DateTime, first_seen_us UInt64, last_seen DateTime, last_seen_us UInt64, \
@@ -228,6 +266,10 @@ impl Table {
                  category Nullable(String)"
             }
         };
+        let mut cols = base.to_string();
+        for (name, ty) in self.added_columns() {
+            cols.push_str(&format!(", {name} {ty}"));
+        }
         let order = match self {
             Table::Sessions => "(gateway_id, first_seen, id)",
             Table::Dns => "(gateway_id, ts, client)",
@@ -294,6 +336,16 @@ struct SessionRow<'a> {
     in_if: Option<&'a str>,
     out_if: Option<&'a str>,
     client_mac: Option<&'a str>,
+    tls_version: Option<&'a str>,
+    ech: u8,
+    cert_names: &'a [String],
+    http_method: Option<&'a str>,
+    http_path: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    client_banner: Option<&'a str>,
+    server_banner: Option<&'a str>,
+    dhcp_hostname: Option<&'a str>,
+    dhcp_vendor_class: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -375,6 +427,16 @@ fn session_row<'a>(c: Common<'a>, r: &'a FlowRecord) -> SessionRow<'a> {
         in_if: r.in_if.as_deref(),
         out_if: r.out_if.as_deref(),
         client_mac: r.client_mac.as_deref(),
+        tls_version: r.tls_version.as_deref(),
+        ech: r.ech as u8,
+        cert_names: &r.cert_names,
+        http_method: r.http_method.as_deref(),
+        http_path: r.http_path.as_deref(),
+        user_agent: r.user_agent.as_deref(),
+        client_banner: r.client_banner.as_deref(),
+        server_banner: r.server_banner.as_deref(),
+        dhcp_hostname: r.dhcp_hostname.as_deref(),
+        dhcp_vendor_class: r.dhcp_vendor_class.as_deref(),
     }
 }
 
@@ -1127,7 +1189,45 @@ impl Deliverer {
         for t in Table::ALL {
             self.client.query(&t.create_sql(db))?;
         }
+        for t in Table::ALL {
+            self.add_missing_columns(t)?;
+        }
         self.schema_ready = true;
+        Ok(())
+    }
+
+    /// The table's column names, from `system.columns`.
+    fn columns(&self, t: Table) -> Result<String, ClickHouseError> {
+        self.client.query(&format!(
+            "SELECT name FROM system.columns WHERE database = {} AND table = {}",
+            sql_str(&self.shared.cfg.database),
+            sql_str(t.name())
+        ))
+    }
+
+    /// Adds the [`Table::added_columns`] a table created by an older vigil lacks.
+    fn add_missing_columns(&self, t: Table) -> Result<(), ClickHouseError> {
+        if t.added_columns().is_empty() {
+            return Ok(());
+        }
+        let db = &self.shared.cfg.database;
+        let out = self.columns(t)?;
+        let have: HashSet<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        if have.is_empty() {
+            // The table exists (just created if not): its columns are not visible to this user.
+            log::warn!("clickhouse: cannot list the columns of {db}.{}: not checking for missing ones", t.name());
+            return Ok(());
+        }
+        let Some(alter) = t.add_columns_sql(db, &have) else { return Ok(()) };
+        if let Err(e) = self.client.query(&alter) {
+            // Another gateway may have added them in the meantime.
+            let out = self.columns(t)?;
+            let have: HashSet<&str> = out.lines().map(str::trim).collect();
+            if t.add_columns_sql(db, &have).is_some() {
+                return Err(e);
+            }
+        }
+        log::info!("clickhouse: {db}.{} was made by an older vigil: {alter}", t.name());
         Ok(())
     }
 

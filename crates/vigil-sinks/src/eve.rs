@@ -10,9 +10,23 @@
 //! Events per record:
 //! - a session: `flow` (`flow { pkts_toserver, pkts_toclient, bytes_toserver, bytes_toclient,
 //!   start, end, age, state, reason, alerted }`, `tcp { state }` for TCP, `vigil { ... }`), and,
-//!   once per session (with its first record, interim or final), a `tls` event for TLS
-//!   (`tls { sni, ja4, client_alpns, server_alpns }`; vigil does not see the negotiated version,
-//!   so there is no `version`) or an `http` event for HTTP (`http { hostname }`).
+//!   once per session (with its first record, interim or final), the application-layer event of
+//!   its protocol, with what vigil saw of it:
+//!   - TLS: `tls { sni, version, ja4, client_alpns, server_alpns }`; `version` in Suricata's words
+//!     ("TLS 1.3", "TLS 1.2", "TLS 1.1", "TLSv1", "SSLv3"), only when the ServerHello was seen.
+//!     Certificate names and ECH have no Suricata field (Suricata logs the certificate's subject
+//!     and issuer, which vigil does not parse): they are in `vigil { cert_names, ech }`.
+//!   - HTTP: `http { hostname, url, http_user_agent, http_method }` (the first request; `url` is
+//!     the request target as sent, a path for a plain request).
+//!   - SSH: `ssh { client { proto_version, software_version }, server { ... } }` from the
+//!     banners, split as Suricata splits them: "SSH-2.0-OpenSSH_9.2p1 Debian-2" is proto_version
+//!     "2.0", software_version "OpenSSH_9.2p1" (the comment after the space is dropped; the whole
+//!     banners are in `vigil { client_banner, server_banner }`). No event without a banner.
+//!
+//!   The flow event's `vigil` object carries all of the record's application-layer facts under
+//!   the record's names (`tls_version`, `ech`, `cert_names`, `http_method`, `http_path`,
+//!   `user_agent`, `client_banner`, `server_banner`, `dhcp_hostname`, `dhcp_vendor_class`), so
+//!   that protocols without an event of their own (a SIP User-Agent, a DHCP hostname) keep them.
 //! - a DNS transaction: a `dns` query event (client → server, at `ts - latency_us`) and an answer
 //!   event (server → client, at `ts`) with `rrname`, `rrtype`, `rcode` as text and `answers` as
 //!   Suricata's `[{rrname, rrtype, rdata}]` (rrtype: "A"/"AAAA" for addresses, "CNAME" for a
@@ -57,7 +71,7 @@ pub struct EveWriter {
     out: BufWriter<Box<dyn Write + Send>>,
     flush_interval: Duration,
     last_flush: Instant,
-    /// Sessions whose app-layer event (tls/http) was written with an interim record.
+    /// Sessions whose app-layer event (tls/http/ssh) was written with an interim record.
     app_logged: HashSet<u64>,
     lines: u64,
 }
@@ -279,6 +293,8 @@ pub struct Event<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<EveHttp<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<EveSsh<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<EveDns<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop: Option<EveDrop>,
@@ -313,6 +329,8 @@ pub struct EveTls<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub client_alpns: &'a [String],
@@ -324,6 +342,43 @@ pub struct EveTls<'a> {
 pub struct EveHttp<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EveSsh<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<EveSshHost<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<EveSshHost<'a>>,
+}
+
+/// One side's SSH identification string, as Suricata splits it.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct EveSshHost<'a> {
+    pub proto_version: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub software_version: &'a str,
+}
+
+impl<'a> EveSshHost<'a> {
+    /// Splits an SSH identification string ("SSH-2.0-OpenSSH_9.2p1 Debian-2") as Suricata does:
+    /// the protocol version up to the next '-', the software version up to a space (what follows
+    /// is a comment). None when it is not one ("SSH-" and a version).
+    pub fn parse(banner: &'a str) -> Option<Self> {
+        let rest = banner.strip_prefix("SSH-")?;
+        let (proto_version, software) = rest.split_once('-')?;
+        if proto_version.is_empty() {
+            return None;
+        }
+        let software_version = software.split([' ', '\r', '\n']).next().unwrap_or_default();
+        Some(EveSshHost { proto_version, software_version })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -377,6 +432,26 @@ pub struct Vigil<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ech: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub cert_names: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_banner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_banner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_vendor_class: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<EndReason>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interim: bool,
@@ -394,7 +469,7 @@ pub struct Vigil<'a> {
     pub latency_us: Option<u64>,
 }
 
-/// The EVE events of one record. `app_event`: also the session's tls/http event.
+/// The EVE events of one record. `app_event`: also the session's tls/http/ssh event.
 pub fn events(rec: &Record, app_event: bool) -> Vec<Event<'_>> {
     match rec {
         Record::Flow(f) => flow_events(f, app_event),
@@ -421,6 +496,7 @@ fn base<'a>(ts: Timestamp, event_type: &'static str, l4: &str, src: (IpAddr, u16
         tcp: None,
         tls: None,
         http: None,
+        ssh: None,
         dns: None,
         drop: None,
         vigil: None,
@@ -444,6 +520,7 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
                 let mut e = common("tls");
                 e.tls = Some(EveTls {
                     sni: r.hostname.as_deref(),
+                    version: r.tls_version.as_deref().map(tls_version_name),
                     ja4: r.ja4.as_deref(),
                     client_alpns: &r.alpn,
                     server_alpns: r.alpn_selected.as_deref().into_iter().collect(),
@@ -452,8 +529,22 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
             }
             "HTTP" => {
                 let mut e = common("http");
-                e.http = Some(EveHttp { hostname: r.hostname.as_deref() });
+                e.http = Some(EveHttp {
+                    hostname: r.hostname.as_deref(),
+                    url: r.http_path.as_deref(),
+                    http_user_agent: r.user_agent.as_deref(),
+                    http_method: r.http_method.as_deref(),
+                });
                 out.push(e);
+            }
+            "SSH" => {
+                let client = r.client_banner.as_deref().and_then(EveSshHost::parse);
+                let server = r.server_banner.as_deref().and_then(EveSshHost::parse);
+                if client.is_some() || server.is_some() {
+                    let mut e = common("ssh");
+                    e.ssh = Some(EveSsh { client, server });
+                    out.push(e);
+                }
             }
             _ => {}
         }
@@ -512,6 +603,16 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
         verdict: Some(r.verdict),
         rule: r.rule.as_deref(),
         ja4: r.ja4.as_deref(),
+        tls_version: r.tls_version.as_deref(),
+        ech: r.ech,
+        cert_names: &r.cert_names,
+        http_method: r.http_method.as_deref(),
+        http_path: r.http_path.as_deref(),
+        user_agent: r.user_agent.as_deref(),
+        client_banner: r.client_banner.as_deref(),
+        server_banner: r.server_banner.as_deref(),
+        dhcp_hostname: r.dhcp_hostname.as_deref(),
+        dhcp_vendor_class: r.dhcp_vendor_class.as_deref(),
         end_reason: (!r.interim).then_some(r.end_reason),
         interim: r.interim,
         offloaded: r.offloaded,
@@ -618,6 +719,17 @@ pub fn app_proto(protocol: &str) -> Option<String> {
         }
         .to_string(),
     )
+}
+
+/// Suricata's name of a TLS version ("TLS 1.3"; "TLSv1" and "SSLv3" as it writes them) for
+/// vigil's ("TLSv1.3"); others (DTLS) as they are.
+pub fn tls_version_name(v: &str) -> &str {
+    match v {
+        "TLSv1.3" => "TLS 1.3",
+        "TLSv1.2" => "TLS 1.2",
+        "TLSv1.1" => "TLS 1.1",
+        other => other,
+    }
 }
 
 /// RFC 3339 with microseconds in UTC, as Suricata writes it: `2026-11-26T18:31:45.123456+0000`.

@@ -183,6 +183,16 @@ fn session(id: u64) -> Record {
         alpn: if even { vec!["h2".into(), "http/1.1".into()] } else { vec![] },
         alpn_selected: even.then(|| "h2".into()),
         dpi_packets: Some(1),
+        tls_version: None,
+        ech: false,
+        cert_names: Vec::new(),
+        http_method: None,
+        http_path: None,
+        user_agent: None,
+        client_banner: None,
+        server_banner: None,
+        dhcp_hostname: None,
+        dhcp_vendor_class: None,
         packets_c2s: 10,
         packets_s2c: 8,
         bytes_c2s: 1000 + id,
@@ -475,4 +485,105 @@ fn a_dropped_table_is_created_again() {
     assert_eq!((st.rows_sent, st.spool_files), (200, 0), "{st:?}");
     assert!(st.send_failures >= 1, "{st:?}");
     assert_eq!(client.query("SELECT count(), min(flow_id) FROM vigil.dns").unwrap(), "100\t100");
+}
+
+/// The sessions table as an older vigil created it, before the application-layer details.
+const OLD_SESSIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS vigil.sessions (gateway_id String, batch_id String, \
+    batch_row UInt32, id UInt64, interim UInt8, \
+    first_seen DateTime, first_seen_us UInt64, last_seen DateTime, last_seen_us UInt64, \
+    proto String, src String, sport UInt16, dst String, dport UInt16, \
+    protocol String, protocol_guessed UInt8, app Nullable(String), category Nullable(String), \
+    hostname Nullable(String), name_source Nullable(String), ja4 Nullable(String), \
+    alpn Array(String), alpn_selected Nullable(String), dpi_packets Nullable(UInt32), \
+    packets_c2s UInt64, packets_s2c UInt64, bytes_c2s UInt64, bytes_s2c UInt64, \
+    verdict String, rule Nullable(String), tcp_state Nullable(String), end_reason String, \
+    offloaded UInt8, midstream UInt8, community_id String, \
+    in_if Nullable(String), out_if Nullable(String), client_mac Nullable(String)) \
+    ENGINE = MergeTree() PARTITION BY toYYYYMMDD(first_seen) ORDER BY (gateway_id, first_seen, id)";
+
+/// Session `id` with the application-layer details of an SSH, TLS, HTTP or DHCP flow (id % 4).
+fn detailed_session(id: u64) -> Record {
+    let Record::Flow(mut f) = session(id) else { unreachable!() };
+    match id % 4 {
+        0 => {
+            f.protocol = Arc::from("SSH");
+            f.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+            f.server_banner = Some("SSH-2.0-OpenSSH_8.4p1".into());
+        }
+        1 => {
+            f.tls_version = Some("TLSv1.2".into());
+            f.ech = true;
+            f.cert_names = vec!["legacy.example-shop.test".into(), "*.example-shop.test".into()];
+        }
+        2 => {
+            f.protocol = Arc::from("HTTP");
+            f.http_method = Some("GET".into());
+            f.http_path = Some("/index.html?q=1".into());
+            f.user_agent = Some("curl/7.88.1".into());
+            f.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
+        }
+        _ => {
+            f.protocol = Arc::from("DHCP");
+            f.dhcp_hostname = Some("Lucas-iMac".into());
+            f.dhcp_vendor_class = Some("MSFT 5.0".into());
+        }
+    }
+    Record::Flow(f)
+}
+
+#[test]
+fn a_table_made_by_an_older_vigil_gets_the_new_columns_on_clickhouse_26() {
+    let Some(python) = python_or_skip("a_table_made_by_an_older_vigil_gets_the_new_columns_on_clickhouse_26") else {
+        return;
+    };
+    let mut shim = Shim::new(python, "upgrade");
+    shim.start();
+    let client = shim.client();
+    client.query("CREATE DATABASE IF NOT EXISTS vigil").unwrap();
+    client.query(OLD_SESSIONS_DDL).unwrap();
+    // A row the older vigil stored.
+    client
+        .insert(
+            "vigil.sessions",
+            "old-batch",
+            br#"{"gateway_id":"gw-old","batch_id":"old","batch_row":0,"id":999999,"first_seen":1795717905,"first_seen_us":1795717905000000,"protocol":"SSH","verdict":"allow","end_reason":"fin"}
+"#,
+        )
+        .unwrap();
+
+    const N: u64 = 400;
+    let spool = shim.dir.join("spool");
+    let h = ClickHouseSink::start(config(shim.url(), spool.clone())).unwrap();
+    for id in 0..N {
+        assert!(h.try_send(detailed_session(id)));
+    }
+    let st = h.close();
+    assert_eq!((st.rows_sent, st.send_failures, st.rejected_rows, st.spool_files), (N, 0, 0, 0), "{st:?}");
+
+    let q = |sql: &str| client.query(sql).unwrap();
+    assert_eq!(
+        q("SELECT name, type FROM system.columns WHERE database = 'vigil' AND table = 'sessions' \
+           AND name IN ('tls_version', 'ech', 'cert_names', 'http_method', 'http_path', 'user_agent', \
+           'client_banner', 'server_banner', 'dhcp_hostname', 'dhcp_vendor_class')"),
+        "tls_version\tNullable(String)\nech\tUInt8\ncert_names\tArray(String)\nhttp_method\tNullable(String)\n\
+         http_path\tNullable(String)\nuser_agent\tNullable(String)\nclient_banner\tNullable(String)\n\
+         server_banner\tNullable(String)\ndhcp_hostname\tNullable(String)\ndhcp_vendor_class\tNullable(String)"
+    );
+    assert_eq!(q("SELECT count(), uniqExact(id) FROM vigil.sessions"), format!("{}\t{}", N + 1, N + 1));
+    assert_eq!(
+        q("SELECT id, protocol, tls_version, ech, cert_names, http_method, http_path, user_agent, client_banner, \
+           server_banner, dhcp_hostname, dhcp_vendor_class FROM vigil.sessions \
+           WHERE id IN (4, 5, 6, 7, 999999) ORDER BY id"),
+        "4\tSSH\t\\N\t0\t[]\t\\N\t\\N\t\\N\tSSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\tSSH-2.0-OpenSSH_8.4p1\t\\N\t\\N\n\
+         5\tTLS\tTLSv1.2\t1\t['legacy.example-shop.test','*.example-shop.test']\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n\
+         6\tHTTP\t\\N\t0\t[]\tGET\t/index.html?q=1\tcurl/7.88.1\t\\N\tSimpleHTTP/0.6 Python/3.11.7\t\\N\t\\N\n\
+         7\tDHCP\t\\N\t0\t[]\t\\N\t\\N\t\\N\t\\N\t\\N\tLucas-iMac\tMSFT 5.0\n\
+         999999\tSSH\t\\N\t0\t[]\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
+    );
+    // A second run finds the columns there and goes on.
+    let h = ClickHouseSink::start(config(shim.url(), spool)).unwrap();
+    assert!(h.try_send(detailed_session(N)));
+    let st = h.close();
+    assert_eq!((st.rows_sent, st.send_failures), (1, 0), "{st:?}");
+    assert_eq!(q("SELECT count() FROM vigil.sessions"), format!("{}", N + 2));
 }

@@ -163,6 +163,36 @@ fn curl_tls12_and_the_alpn_the_server_chose() {
 }
 
 #[test]
+fn curl_tls_negotiated_version_from_the_server_hello() {
+    // Both TLS 1.3 captures hold the ServerHello: its supported_versions extension says 1.3.
+    for pcap in ["curl_tls13.pcap", "curl_tls13_ipv6.pcap"] {
+        let flows = replay(pcap);
+        let f = only(&flows);
+        assert_eq!(f["tls_version"], "TLSv1.3", "{pcap}: {f:#}");
+        // The certificate is encrypted in TLS 1.3; curl offers no ECH.
+        assert!(f.get("cert_names").is_none() && f.get("ech").is_none(), "{pcap}: {f:#}");
+    }
+    // TLS 1.2: the version, and the certificate in the clear (openssl s_server's self-signed one,
+    // made for www.example-shop.test whatever name curl asked for).
+    let flows = replay("curl_tls12.pcap");
+    let f = only(&flows);
+    assert_eq!(f["tls_version"], "TLSv1.2", "{f:#}");
+    assert_eq!(f["cert_names"], serde_json::json!(["www.example-shop.test"]), "{f:#}");
+}
+
+#[test]
+fn curl_http_request_line_and_user_agent() {
+    let flows = replay("curl_http.pcap");
+    let f = only(&flows);
+    assert_eq!(f["http_method"], "GET", "{f:#}");
+    assert_eq!(f["http_path"], "/index.html", "{f:#}");
+    assert_eq!(f["user_agent"], "curl/7.88.1", "{f:#}");
+    // The answer's Server header is the server's banner (python3 -m http.server).
+    assert!(f["server_banner"].as_str().is_some_and(|b| b.starts_with("SimpleHTTP/")), "{f:#}");
+    assert!(f.get("client_banner").is_none() && f.get("tls_version").is_none(), "{f:#}");
+}
+
+#[test]
 fn curl_plain_http_named_by_host() {
     let flows = replay("curl_http.pcap");
     let f = only(&flows);
@@ -218,9 +248,25 @@ fn openssh_client_and_server() {
     common(f, "tcp", 22, "SSH");
     assert_eq!(f["app"], "SSH");
     assert!(f["ja4"].is_null());
-    // The client's banner is the 4th packet, the server's the 6th (the flow record carries no
-    // banner field: protocol and app are what a user sees).
+    // The client's banner is the 4th packet, the server's the 6th (both are in the record: see
+    // openssh_banners_are_in_the_record).
     assert!(dpi(f) <= 6, "{f:#}");
+}
+
+#[test]
+fn openssh_banners_are_in_the_record() {
+    let flows = replay("ssh.pcap");
+    let f = only(&flows);
+    // Both sides run Debian's OpenSSH 9.2p1 build (see the fixtures' README).
+    let client = f["client_banner"].as_str().unwrap_or_else(|| panic!("no client_banner: {f:#}"));
+    assert!(client.starts_with("SSH-2.0-OpenSSH_9.2p1"), "{f:#}");
+    assert_eq!(client, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", "{f:#}");
+    let server = f["server_banner"].as_str().unwrap_or_else(|| panic!("no server_banner: {f:#}"));
+    assert!(server.starts_with("SSH-2.0-OpenSSH_"), "{f:#}");
+    // Nothing of the other protocols' details.
+    for k in ["tls_version", "ech", "cert_names", "http_method", "http_path", "user_agent", "dhcp_hostname"] {
+        assert!(f.get(k).is_none(), "{k}: {f:#}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -420,3 +420,140 @@ fn try_send_never_blocks_and_counts_a_full_queue() {
     assert_eq!(st.rows_spooled, accepted);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The sessions columns an older vigil created (before the application-layer details).
+const OLD_SESSION_COLUMNS: &str = "gateway_id\nbatch_id\nbatch_row\nid\ninterim\nfirst_seen\nfirst_seen_us\nlast_seen\n\
+    last_seen_us\nproto\nsrc\nsport\ndst\ndport\nprotocol\nprotocol_guessed\napp\ncategory\nhostname\nname_source\nja4\n\
+    alpn\nalpn_selected\ndpi_packets\npackets_c2s\npackets_s2c\nbytes_c2s\nbytes_s2c\nverdict\nrule\ntcp_state\n\
+    end_reason\noffloaded\nmidstream\ncommunity_id\nin_if\nout_if\nclient_mac\n";
+
+#[test]
+fn the_added_columns_end_the_ddl_and_the_rows_have_them() {
+    let sql = Table::Sessions.create_sql("vigil");
+    let tail: Vec<String> = Table::Sessions.added_columns().iter().map(|(n, t)| format!("{n} {t}")).collect();
+    assert!(sql.contains(&format!("client_mac Nullable(String), {})", tail.join(", "))), "{sql}");
+    assert!(Table::Dns.added_columns().is_empty() && Table::Blocks.added_columns().is_empty());
+    // Every column of a row is in the DDL, and the other way round.
+    let mut f = testutil::tls_flow();
+    f.tls_version = Some("TLSv1.3".into());
+    f.cert_names = vec!["a.example".into()];
+    let mut row = Vec::new();
+    write_row(&mut row, Common { gateway_id: "gw", batch_id: "b", batch_row: 0 }, &Record::from(f));
+    let v: serde_json::Value = serde_json::from_slice(&row).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    let cols = sql.split_once(" (").unwrap().1.split_once(") ENGINE").unwrap().0;
+    let mut names: Vec<&str> = cols.split(", ").map(|c| c.split(' ').next().unwrap()).collect();
+    names.sort();
+    assert_eq!(keys, names);
+    assert_eq!(
+        (&v["tls_version"], &v["ech"], &v["cert_names"]),
+        (&"TLSv1.3".into(), &0.into(), &serde_json::json!(["a.example"]))
+    );
+    // Only the missing ones are added.
+    let old: HashSet<&str> = OLD_SESSION_COLUMNS.lines().collect();
+    let alter = Table::Sessions.add_columns_sql("vigil", &old).unwrap();
+    assert_eq!(alter, format!("ALTER TABLE vigil.sessions ADD COLUMN {}", tail.join(", ADD COLUMN ")));
+    let mut partly = old.clone();
+    partly.extend(["tls_version", "ech"]);
+    assert!(Table::Sessions
+        .add_columns_sql("vigil", &partly)
+        .unwrap()
+        .starts_with("ALTER TABLE vigil.sessions ADD COLUMN cert_names Array(String), "));
+    let all: HashSet<&str> = names.into_iter().collect();
+    assert_eq!(Table::Sessions.add_columns_sql("vigil", &all), None);
+}
+
+#[test]
+fn an_old_sessions_table_gets_the_missing_columns_before_the_first_insert() {
+    // The server's sessions table is an older vigil's: the sink adds the new columns, once.
+    let altered = Arc::new(AtomicBool::new(false));
+    let a = altered.clone();
+    let srv = FakeServer::start(Box::new(move |r| {
+        if r.body.contains("FROM system.columns") {
+            let table = if r.body.contains("table = 'sessions'") { "sessions" } else { "other" };
+            let mut cols = if table == "sessions" { OLD_SESSION_COLUMNS.to_string() } else { "ts\n".into() };
+            if table == "sessions" && a.load(Ordering::Relaxed) {
+                for (n, _) in Table::Sessions.added_columns() {
+                    cols.push_str(&format!("{n}\n"));
+                }
+            }
+            (200, cols)
+        } else if r.body.starts_with("ALTER TABLE") {
+            a.store(true, Ordering::Relaxed);
+            (200, String::new())
+        } else {
+            (200, String::new())
+        }
+    }));
+    let dir = tmpdir("alter");
+    let h = ClickHouseSink::start(config(srv.url(), &dir)).unwrap();
+    for i in 0..4 {
+        assert!(h.try_send(flow(i)));
+    }
+    let st = h.close();
+    assert_eq!((st.rows_sent, st.send_failures), (4, 0), "{st:?}");
+    let reqs = srv.requests();
+    let bodies: Vec<&str> = reqs.iter().map(|r| r.body.as_str()).collect();
+    let alters: Vec<&str> = bodies.iter().copied().filter(|b| b.starts_with("ALTER TABLE")).collect();
+    assert_eq!(alters.len(), 1, "{bodies:#?}");
+    assert!(alters[0]
+        .starts_with("ALTER TABLE vigil.sessions ADD COLUMN tls_version Nullable(String), ADD COLUMN ech UInt8,"));
+    let first_insert = reqs.iter().position(Req::is_insert).unwrap();
+    let alter_at = reqs.iter().position(|r| r.body.starts_with("ALTER TABLE")).unwrap();
+    assert!(alter_at < first_insert, "columns added before the first insert");
+    // The dns and blocks tables have nothing to add: their columns are not even asked for.
+    assert_eq!(bodies.iter().filter(|b| b.contains("FROM system.columns")).count(), 1);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_alter_is_retried_unless_the_columns_appeared_meanwhile() {
+    // Another gateway adds the columns between our check and our ALTER: ours fails
+    // ("column with this name already exists"), the re-check finds them, delivery goes on.
+    let checks = Arc::new(AtomicU64::new(0));
+    let c = checks.clone();
+    let srv = FakeServer::start(Box::new(move |r| {
+        if r.body.contains("FROM system.columns") {
+            let mut cols = OLD_SESSION_COLUMNS.to_string();
+            if c.fetch_add(1, Ordering::Relaxed) > 0 {
+                for (n, _) in Table::Sessions.added_columns() {
+                    cols.push_str(&format!("{n}\n"));
+                }
+            }
+            (200, cols)
+        } else if r.body.starts_with("ALTER TABLE") {
+            (500, "Code: 44, e.displayText() = DB::Exception: Cannot add column tls_version: column with this name already exists".into())
+        } else {
+            (200, String::new())
+        }
+    }));
+    let dir = tmpdir("alter-race");
+    let h = ClickHouseSink::start(config(srv.url(), &dir)).unwrap();
+    assert!(h.try_send(flow(1)));
+    let st = h.close();
+    assert_eq!((st.rows_sent, st.send_failures), (1, 0), "{st:?}");
+    assert_eq!(checks.load(Ordering::Relaxed), 2);
+    let _ = fs::remove_dir_all(&dir);
+
+    // Still missing after a failed ALTER (no right to alter): the delivery fails and is retried.
+    let srv = FakeServer::start(Box::new(|r| {
+        if r.body.contains("FROM system.columns") {
+            (200, OLD_SESSION_COLUMNS.into())
+        } else if r.body.starts_with("ALTER TABLE") {
+            (500, "Code: 497, e.displayText() = DB::Exception: Not enough privileges".into())
+        } else {
+            (200, String::new())
+        }
+    }));
+    let dir = tmpdir("alter-denied");
+    let mut cfg = config(srv.url(), &dir);
+    cfg.close_timeout = Duration::from_millis(300);
+    let h = ClickHouseSink::start(cfg).unwrap();
+    assert!(h.try_send(flow(1)));
+    let st = h.close();
+    assert_eq!((st.rows_sent, st.spool_files), (0, 1), "{st:?}");
+    assert!(st.send_failures >= 1, "{st:?}");
+    assert!(!srv.requests().iter().any(Req::is_insert), "no insert into a table without the columns");
+    let _ = fs::remove_dir_all(&dir);
+}

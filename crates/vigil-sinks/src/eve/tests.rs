@@ -216,3 +216,125 @@ fn block_without_rule() {
     assert!(v["vigil"].get("rule").is_none());
     assert_eq!(v["vigil"]["reason"], "default");
 }
+
+const TLS_EVENT_DETAILS: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_id":42,"in_iface":"lan0","event_type":"tls","src_ip":"192.168.1.10","src_port":51234,"dest_ip":"93.184.216.34","dest_port":443,"proto":"TCP","app_proto":"tls","community_id":"1:LQU9qZlK+B5F3KDmev6m5PMibrg=","tls":{"sni":"www.example.com","version":"TLS 1.2","ja4":"t13d1516h2_8daaf6152771_02713d6af862","client_alpns":["h2","http/1.1"],"server_alpns":["h2"]}}"#;
+const HTTP_EVENT_DETAILS: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_id":43,"in_iface":"lan0","event_type":"http","src_ip":"192.168.1.10","src_port":51234,"dest_ip":"93.184.216.34","dest_port":80,"proto":"TCP","app_proto":"http","http":{"hostname":"www.example.com","url":"/index.html?a=1","http_user_agent":"curl/7.88.1","http_method":"GET"}}"#;
+const SSH_EVENT: &str = r#"{"timestamp":"2026-11-26T18:31:45.123456+0000","flow_id":44,"in_iface":"lan0","event_type":"ssh","src_ip":"192.168.1.10","src_port":51234,"dest_ip":"93.184.216.34","dest_port":22,"proto":"TCP","app_proto":"ssh","ssh":{"client":{"proto_version":"2.0","software_version":"OpenSSH_9.2p1"},"server":{"proto_version":"1.99","software_version":"Cisco-1.25"}}}"#;
+
+fn ssh_flow() -> FlowRecord {
+    let mut f = testutil::http_flow();
+    f.id = 44;
+    f.dport = 22;
+    f.protocol = Arc::from("SSH");
+    f.app = Some(Arc::from("SSH"));
+    f.hostname = None;
+    f.name_source = None;
+    f.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+    f.server_banner = Some("SSH-1.99-Cisco-1.25".into());
+    f
+}
+
+#[test]
+fn golden_tls_session_with_version() {
+    let mut f = testutil::tls_flow();
+    f.tls_version = Some("TLSv1.2".into());
+    f.ech = true;
+    f.cert_names = vec!["*.example.com".into(), "example.com".into()];
+    let lines = lines(&Record::from(f), true);
+    assert_eq!(lines[0], TLS_EVENT_DETAILS);
+    // ECH and the certificate names have no Suricata field: under vigil, with vigil's version name.
+    let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(v["vigil"]["tls_version"], "TLSv1.2");
+    assert_eq!(v["vigil"]["ech"], true);
+    assert_eq!(v["vigil"]["cert_names"], serde_json::json!(["*.example.com", "example.com"]));
+}
+
+#[test]
+fn golden_http_session_with_request() {
+    let mut f = testutil::http_flow();
+    f.http_method = Some("GET".into());
+    f.http_path = Some("/index.html?a=1".into());
+    f.user_agent = Some("curl/7.88.1".into());
+    f.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
+    let lines = lines(&Record::from(f), true);
+    assert_eq!(lines[0], HTTP_EVENT_DETAILS);
+    let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(v["event_type"], "flow");
+    assert_eq!(v["vigil"]["server_banner"], "SimpleHTTP/0.6 Python/3.11.7");
+    assert_eq!(v["vigil"]["user_agent"], "curl/7.88.1");
+}
+
+#[test]
+fn golden_ssh_session() {
+    let lines = lines(&Record::from(ssh_flow()), true);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], SSH_EVENT);
+    // The whole banners, comments included, on the flow event.
+    let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(v["event_type"], "flow");
+    assert_eq!(v["app_proto"], "ssh");
+    assert_eq!(v["vigil"]["client_banner"], "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10");
+    // Once per session, like tls and http.
+    assert_eq!(self::lines(&Record::from(ssh_flow()), false).len(), 1);
+}
+
+#[test]
+fn ssh_event_needs_a_banner() {
+    // Only the client's: no server object.
+    let mut f = ssh_flow();
+    f.server_banner = None;
+    let rec = Record::from(f.clone());
+    let v = serde_json::to_value(&events(&rec, true)[0]).unwrap();
+    assert_eq!(v["ssh"]["client"]["software_version"], "OpenSSH_9.2p1");
+    assert!(v["ssh"].get("server").is_none());
+    // None (or nothing that is an SSH banner): only the flow event.
+    f.client_banner = Some("HTTP/1.1 400 Bad Request".into());
+    let rec = Record::from(f);
+    let evs = events(&rec, true);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].event_type, "flow");
+}
+
+#[test]
+fn ssh_banners_split_as_suricata_does() {
+    let p = |s| EveSshHost::parse(s).map(|h| (h.proto_version, h.software_version));
+    assert_eq!(p("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"), Some(("2.0", "OpenSSH_9.2p1")));
+    assert_eq!(p("SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6"), Some(("2.0", "OpenSSH_8.9p1")));
+    assert_eq!(p("SSH-1.99-Cisco-1.25"), Some(("1.99", "Cisco-1.25")));
+    assert_eq!(p("SSH-2.0-dropbear_2022.83"), Some(("2.0", "dropbear_2022.83")));
+    assert_eq!(p("SSH-2.0-Go\r\n"), Some(("2.0", "Go")));
+    // Suricata's own parser test: no software after the dash.
+    assert_eq!(p("SSH-Single-"), Some(("Single", "")));
+    assert_eq!(p("SSH-2.0"), None);
+    assert_eq!(p("SSH--x"), None);
+    assert_eq!(p("220 mail.example.com ESMTP"), None);
+    // An empty software version is left out, as Suricata does.
+    let v = serde_json::to_value(EveSshHost::parse("SSH-Single-").unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!({"proto_version": "Single"}));
+}
+
+#[test]
+fn tls_version_names_are_suricatas() {
+    assert_eq!(tls_version_name("TLSv1.3"), "TLS 1.3");
+    assert_eq!(tls_version_name("TLSv1.2"), "TLS 1.2");
+    assert_eq!(tls_version_name("TLSv1.1"), "TLS 1.1");
+    assert_eq!(tls_version_name("TLSv1"), "TLSv1");
+    assert_eq!(tls_version_name("SSLv3"), "SSLv3");
+}
+
+/// The new events pass the same checks as the others.
+#[test]
+fn new_events_have_suricatas_shape() {
+    for line in [TLS_EVENT_DETAILS, HTTP_EVENT_DETAILS, SSH_EVENT] {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let et = v["event_type"].as_str().unwrap();
+        assert!(v.get(et).is_some_and(|o| o.is_object()), "{line}");
+        assert_eq!(v["app_proto"], et);
+    }
+    let ssh: serde_json::Value = serde_json::from_str(SSH_EVENT).unwrap();
+    for side in ["client", "server"] {
+        for k in ["proto_version", "software_version"] {
+            assert!(ssh["ssh"][side][k].is_string(), "ssh.{side}.{k}");
+        }
+    }
+}
