@@ -148,48 +148,50 @@ pub struct L7Facts {
     pub details: Option<Box<L7Details>>,
 }
 
-/// The application-layer facts only some flows have. Reported as the [`FlowRecord`] fields of the
-/// same names.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The application-layer facts only some flows have: in a flow boxed (see [`L7Facts::details`]),
+/// in a [`FlowRecord`] (and the report store's rows) flattened into fields of these names. Absent
+/// ones (None, false, empty) are left out of a record's JSON, and default when a line lacks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct L7Details {
-    /// Negotiated TLS version ("TLSv1.3"), when the ServerHello was seen.
-    pub tls_version: Option<&'static str>,
-    /// The ClientHello offered Encrypted Client Hello (the hostname is then the outer SNI).
+    /// Negotiated TLS version ("TLSv1.3", "TLSv1.2", ...), when the ServerHello was seen (also for
+    /// STARTTLS, DTLS: "DTLSv1.2").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// The ClientHello offered Encrypted Client Hello: `hostname` is the outer (public) SNI.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ech: bool,
-    /// Names from the server certificate (TLS 1.2 and older: subject CN and SANs).
+    /// Names in the server certificate (subject CN and SANs), when it travels in the clear (TLS 1.2
+    /// and older).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cert_names: Vec<String>,
+    /// HTTP/1.x request method and target of the first request ("GET", "/index.html"), the query
+    /// string left out (it may carry credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_method: Option<String>,
-    /// The request path, query string left out (it may carry credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_path: Option<String>,
+    /// HTTP (and SIP, gQUIC) User-Agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    /// The client's and server's banners: SSH identification strings, the HTTP `Server` header,
-    /// a STUN SOFTWARE attribute.
+    /// The client's and server's banners: SSH identification strings ("SSH-2.0-OpenSSH_9.2p1
+    /// Debian-2"), the HTTP `Server` header (server side), a STUN SOFTWARE attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_banner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_banner: Option<String>,
-    /// DHCP client hostname (option 12) and vendor class (option 60).
+    /// DHCP client hostname (option 12) and vendor class identifier (option 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp_hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp_vendor_class: Option<String>,
 }
 
 impl L7Details {
-    /// No details (what `Default` gives, as a constant).
-    pub const NONE: L7Details = L7Details {
-        tls_version: None,
-        ech: false,
-        cert_names: Vec::new(),
-        http_method: None,
-        http_path: None,
-        user_agent: None,
-        client_banner: None,
-        server_banner: None,
-        dhcp_hostname: None,
-        dhcp_vendor_class: None,
-    };
-
     /// The details in `f`, None when it has none.
     fn from_facts(f: &vigil_dpi::Facts) -> Option<Box<L7Details>> {
         let d = L7Details {
-            tls_version: f.tls_version,
+            tls_version: f.tls_version.map(String::from),
             ech: f.ech,
             cert_names: f.cert_names.clone(),
             http_method: f.http_method.clone(),
@@ -201,7 +203,25 @@ impl L7Details {
             dhcp_hostname: f.dhcp_hostname.clone(),
             dhcp_vendor_class: f.dhcp_vendor_class.clone(),
         };
-        (d != L7Details::NONE).then(|| Box::new(d))
+        (d != L7Details::default()).then(|| Box::new(d))
+    }
+
+    /// Serializes every field, the absent ones too (null, false, []): for `serialize_with` where
+    /// the fields are fixed columns (the report store's rows, their CSV).
+    pub fn serialize_all<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("L7Details", 10)?;
+        m.serialize_field("tls_version", &self.tls_version)?;
+        m.serialize_field("ech", &self.ech)?;
+        m.serialize_field("cert_names", &self.cert_names)?;
+        m.serialize_field("http_method", &self.http_method)?;
+        m.serialize_field("http_path", &self.http_path)?;
+        m.serialize_field("user_agent", &self.user_agent)?;
+        m.serialize_field("client_banner", &self.client_banner)?;
+        m.serialize_field("server_banner", &self.server_banner)?;
+        m.serialize_field("dhcp_hostname", &self.dhcp_hostname)?;
+        m.serialize_field("dhcp_vendor_class", &self.dhcp_vendor_class)?;
+        m.end()
     }
 }
 
@@ -288,16 +308,7 @@ impl Flow {
             alpn: self.l7.alpn.clone(),
             alpn_selected: self.l7.alpn_selected.clone(),
             dpi_packets: self.l7.dpi_packets,
-            tls_version: None,
-            ech: false,
-            cert_names: Vec::new(),
-            http_method: None,
-            http_path: None,
-            user_agent: None,
-            client_banner: None,
-            server_banner: None,
-            dhcp_hostname: None,
-            dhcp_vendor_class: None,
+            details: self.l7.details.as_deref().cloned().unwrap_or_default(),
             packets_c2s: self.c2s.packets,
             packets_s2c: self.s2c.packets,
             bytes_c2s: self.c2s.bytes,
@@ -311,7 +322,6 @@ impl Flow {
             offloaded: self.offloaded,
             midstream: self.midstream,
         }
-        .with_details(self.l7.details.as_deref())
     }
 }
 
@@ -366,36 +376,10 @@ pub struct FlowRecord {
     /// (a TLS flow counts up to its ClientHello's last packet).
     #[serde(default)]
     pub dpi_packets: Option<u32>,
-    /// Negotiated TLS version ("TLSv1.3", "TLSv1.2", ...), when the ServerHello was seen (also for
-    /// STARTTLS, DTLS: "DTLSv1.2").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_version: Option<String>,
-    /// The ClientHello offered Encrypted Client Hello: `hostname` is the outer (public) SNI.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ech: bool,
-    /// Names in the server certificate (subject CN and SANs), when it travels in the clear (TLS 1.2
-    /// and older).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cert_names: Vec<String>,
-    /// HTTP/1.x request method and target of the first request ("GET", "/index.html").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_method: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_path: Option<String>,
-    /// HTTP (and SIP, gQUIC) User-Agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
-    /// The client's and server's banners: SSH identification strings ("SSH-2.0-OpenSSH_9.2p1
-    /// Debian-2"), the HTTP `Server` header (server side), a STUN SOFTWARE attribute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_banner: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_banner: Option<String>,
-    /// DHCP client hostname (option 12) and vendor class identifier (option 60).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dhcp_hostname: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dhcp_vendor_class: Option<String>,
+    /// What only some flows carry (TLS version, certificate names, HTTP request, banners, DHCP):
+    /// fields of their own in the JSON, left out when absent.
+    #[serde(flatten)]
+    pub details: L7Details,
     pub packets_c2s: u64,
     pub packets_s2c: u64,
     pub bytes_c2s: u64,
@@ -409,30 +393,6 @@ pub struct FlowRecord {
     /// The kernel was told to stop queueing it: later packets are not in these counters.
     pub offloaded: bool,
     pub midstream: bool,
-}
-
-impl FlowRecord {
-    /// The record with the application-layer details of `d` (replacing the ones it had).
-    pub fn with_details(mut self, d: Option<&L7Details>) -> Self {
-        self.set_details(d);
-        self
-    }
-
-    /// Sets the application-layer detail fields from `d`; None clears them.
-    pub fn set_details(&mut self, d: Option<&L7Details>) {
-        static NONE: L7Details = L7Details::NONE;
-        let d = d.unwrap_or(&NONE);
-        self.tls_version = d.tls_version.map(String::from);
-        self.ech = d.ech;
-        self.cert_names.clone_from(&d.cert_names);
-        self.http_method.clone_from(&d.http_method);
-        self.http_path.clone_from(&d.http_path);
-        self.user_agent.clone_from(&d.user_agent);
-        self.client_banner.clone_from(&d.client_banner);
-        self.server_banner.clone_from(&d.server_banner);
-        self.dhcp_hostname.clone_from(&d.dhcp_hostname);
-        self.dhcp_vendor_class.clone_from(&d.dhcp_vendor_class);
-    }
 }
 
 /// A flow's verdict as reported.
@@ -608,8 +568,7 @@ mod record_json_tests {
             "last_seen":1700000001.5,"verdict":"allow","rule":null,"tcp_state":"closed","end_reason":"fin",
             "offloaded":false,"midstream":false}"#;
         let rec: FlowRecord = serde_json::from_str(line).unwrap();
-        assert_eq!((rec.tls_version.as_deref(), rec.ech, rec.cert_names.len()), (None, false, 0));
-        assert_eq!((rec.client_banner.as_deref(), rec.dhcp_hostname.as_deref()), (None, None));
+        assert_eq!(rec.details, L7Details::default());
         let v = serde_json::to_value(&rec).unwrap();
         for k in [
             "tls_version",
@@ -626,15 +585,15 @@ mod record_json_tests {
             assert!(v.get(k).is_none(), "{k}");
         }
         // With them: the names a SIEM expects, and back.
-        let d = L7Details {
-            tls_version: Some("TLSv1.3"),
+        let details = L7Details {
+            tls_version: Some("TLSv1.3".into()),
             ech: true,
             cert_names: vec!["a.example".into()],
             client_banner: Some("SSH-2.0-OpenSSH_9.2p1".into()),
             dhcp_vendor_class: Some("MSFT 5.0".into()),
             ..L7Details::default()
         };
-        let rec = rec.with_details(Some(&d));
+        let rec = FlowRecord { details, ..rec };
         let v = serde_json::to_value(&rec).unwrap();
         assert_eq!(v["tls_version"], "TLSv1.3");
         assert_eq!(v["ech"], true);
@@ -643,5 +602,34 @@ mod record_json_tests {
         assert_eq!(v["dhcp_vendor_class"], "MSFT 5.0");
         assert!(v.get("user_agent").is_none());
         assert_eq!(serde_json::from_value::<FlowRecord>(v).unwrap(), rec);
+    }
+
+    /// `serialize_all` writes the fields the derived `Serialize` writes, in the same order, and
+    /// the absent ones as null, false and [].
+    #[test]
+    fn serialize_all_has_every_field() {
+        let all = |d: &L7Details| {
+            let mut out = Vec::new();
+            d.serialize_all(&mut serde_json::Serializer::new(&mut out)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let full = L7Details {
+            tls_version: Some("TLSv1.3".into()),
+            ech: true,
+            cert_names: vec!["a.example".into()],
+            http_method: Some("GET".into()),
+            http_path: Some("/".into()),
+            user_agent: Some("curl/8.5.0".into()),
+            client_banner: Some("SSH-2.0-a".into()),
+            server_banner: Some("SSH-2.0-b".into()),
+            dhcp_hostname: Some("host".into()),
+            dhcp_vendor_class: Some("MSFT 5.0".into()),
+        };
+        assert_eq!(all(&full), serde_json::to_string(&full).unwrap());
+        assert_eq!(
+            all(&L7Details::default()),
+            r#"{"tls_version":null,"ech":false,"cert_names":[],"http_method":null,"http_path":null,"user_agent":null,"client_banner":null,"server_banner":null,"dhcp_hostname":null,"dhcp_vendor_class":null}"#
+        );
+        assert_eq!(serde_json::to_string(&L7Details::default()).unwrap(), "{}");
     }
 }

@@ -563,7 +563,7 @@ impl Pipeline {
                     rec.app = l7.app;
                     rec.category = l7.category;
                     rec.hostname = l7.hostname;
-                    rec.set_details(l7.details.as_deref());
+                    rec.details = l7.details.map(|d| *d).unwrap_or_default();
                 }
                 rec.interim = true;
                 events.push(Event::FlowUpdate(Box::new(rec)));
@@ -1301,9 +1301,9 @@ mod details_tests {
         let r = flow_records(&mut p);
         assert_eq!(r.len(), 1);
         assert_eq!(&*r[0].protocol, "SSH");
-        assert_eq!(r[0].client_banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1 Debian-2"));
-        assert_eq!(r[0].server_banner.as_deref(), Some("SSH-2.0-OpenSSH_8.4p1"));
-        assert_eq!((r[0].tls_version.as_deref(), r[0].user_agent.as_deref()), (None, None));
+        assert_eq!(r[0].details.client_banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1 Debian-2"));
+        assert_eq!(r[0].details.server_banner.as_deref(), Some("SSH-2.0-OpenSSH_8.4p1"));
+        assert_eq!((r[0].details.tls_version.as_deref(), r[0].details.user_agent.as_deref()), (None, None));
 
         let mut p = pipeline(None);
         let req = b"GET /a/b?c=d HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/8.5.0\r\n\r\n";
@@ -1312,7 +1312,11 @@ mod details_tests {
         let r = flow_records(&mut p);
         assert_eq!(&*r[0].protocol, "HTTP");
         assert_eq!(
-            (r[0].http_method.as_deref(), r[0].http_path.as_deref(), r[0].user_agent.as_deref()),
+            (
+                r[0].details.http_method.as_deref(),
+                r[0].details.http_path.as_deref(),
+                r[0].details.user_agent.as_deref()
+            ),
             (Some("GET"), Some("/a/b"), Some("curl/8.5.0")),
             "the query string (it may carry credentials) is left out"
         );
@@ -1334,8 +1338,8 @@ mod details_tests {
         let r = flow_records(&mut p);
         assert_eq!(r.len(), 1);
         assert!(r[0].interim);
-        assert_eq!(r[0].client_banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
-        assert_eq!(r[0].server_banner, None);
+        assert_eq!(r[0].details.client_banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
+        assert_eq!(r[0].details.server_banner, None);
     }
 
     #[test]
@@ -1347,6 +1351,6 @@ mod details_tests {
         assert!(p.flows().iter().all(|f| f.l7.details.is_none()));
         p.finish(EndReason::Shutdown);
         let r = flow_records(&mut p);
-        assert_eq!(r[0].clone().with_details(None), r[0]);
+        assert_eq!(r[0].details, crate::flow::L7Details::default());
     }
 }

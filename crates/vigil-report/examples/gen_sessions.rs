@@ -178,16 +178,7 @@ fn generate(a: &Args, now: i64) {
             client_mac: Some(format!("02:00:00:00:{:02x}:{:02x}", client >> 8, client & 0xff)),
             interim: false,
             bytes_source: Some("vigil".into()),
-            tls_version: None,
-            ech: false,
-            cert_names: Vec::new(),
-            http_method: None,
-            http_path: None,
-            user_agent: None,
-            client_banner: None,
-            server_banner: None,
-            dhcp_hostname: None,
-            dhcp_vendor_class: None,
+            details: Default::default(),
         };
         if i.is_multiple_of(20) {
             let mut interim = s.clone();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
-use vigil_engine::Timestamp;
+use vigil_engine::{L7Details, Timestamp};
 
 /// An address or a network ("10.1.2.3", "10.1.0.0/16", "2001:db8::/32").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,16 +299,18 @@ fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         client_mac: r.get(31)?,
         interim: r.get(32)?,
         bytes_source: r.get(33)?,
-        tls_version: r.get(34)?,
-        ech: r.get(35)?,
-        cert_names: json_list(r, 36)?,
-        http_method: r.get(37)?,
-        http_path: r.get(38)?,
-        user_agent: r.get(39)?,
-        client_banner: r.get(40)?,
-        server_banner: r.get(41)?,
-        dhcp_hostname: r.get(42)?,
-        dhcp_vendor_class: r.get(43)?,
+        details: L7Details {
+            tls_version: r.get(34)?,
+            ech: r.get(35)?,
+            cert_names: json_list(r, 36)?,
+            http_method: r.get(37)?,
+            http_path: r.get(38)?,
+            user_agent: r.get(39)?,
+            client_banner: r.get(40)?,
+            server_banner: r.get(41)?,
+            dhcp_hostname: r.get(42)?,
+            dhcp_vendor_class: r.get(43)?,
+        },
     })
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use vigil_engine::{BlockRecord, DnsRecord, FlowRecord, Timestamp};
+use vigil_engine::{BlockRecord, DnsRecord, FlowRecord, L7Details, Timestamp};
 
 /// One session (a flow, both directions). `id` identifies the session across its interim updates
 /// and its final record; rows without an id are never merged.
@@ -61,28 +61,11 @@ pub struct SessionRow {
     /// (an offloaded flow, the kernel's accounting).
     #[serde(default)]
     pub bytes_source: Option<String>,
-    // The application-layer details only some sessions have (see the engine's `FlowRecord`).
-    // After the older fields, so that CSV columns keep their positions.
-    #[serde(default)]
-    pub tls_version: Option<String>,
-    #[serde(default)]
-    pub ech: bool,
-    #[serde(default)]
-    pub cert_names: Vec<String>,
-    #[serde(default)]
-    pub http_method: Option<String>,
-    #[serde(default)]
-    pub http_path: Option<String>,
-    #[serde(default)]
-    pub user_agent: Option<String>,
-    #[serde(default)]
-    pub client_banner: Option<String>,
-    #[serde(default)]
-    pub server_banner: Option<String>,
-    #[serde(default)]
-    pub dhcp_hostname: Option<String>,
-    #[serde(default)]
-    pub dhcp_vendor_class: Option<String>,
+    /// The application-layer details only some sessions have (the engine's `FlowRecord` fields of
+    /// the same names). After the older fields, so that CSV columns keep their positions; every
+    /// one written, absent ones as null, false or [] (the CSV has a column for each).
+    #[serde(flatten, serialize_with = "L7Details::serialize_all")]
+    pub details: L7Details,
 }
 
 impl SessionRow {
@@ -138,16 +121,7 @@ impl From<&FlowRecord> for SessionRow {
             client_mac: r.client_mac.clone(),
             interim: r.interim,
             bytes_source: (!r.bytes_source.is_empty()).then(|| r.bytes_source.clone()),
-            tls_version: r.tls_version.clone(),
-            ech: r.ech,
-            cert_names: r.cert_names.clone(),
-            http_method: r.http_method.clone(),
-            http_path: r.http_path.clone(),
-            user_agent: r.user_agent.clone(),
-            client_banner: r.client_banner.clone(),
-            server_banner: r.server_banner.clone(),
-            dhcp_hostname: r.dhcp_hostname.clone(),
-            dhcp_vendor_class: r.dhcp_vendor_class.clone(),
+            details: r.details.clone(),
         }
     }
 }

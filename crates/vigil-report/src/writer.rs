@@ -356,6 +356,7 @@ const SESSION_COLS: &str = "id, community_id, proto, src, sport, dst, dport, pro
     client_banner, server_banner, dhcp_hostname, dhcp_vendor_class";
 
 fn session_params(s: &SessionRow) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
+    let d = &s.details;
     vec![
         Box::new(s.id.map(|v| v as i64)),
         Box::new(s.community_id.as_deref()),
@@ -391,17 +392,17 @@ fn session_params(s: &SessionRow) -> Vec<Box<dyn rusqlite::ToSql + '_>> {
         Box::new(s.client_mac.as_deref()),
         Box::new(s.interim),
         Box::new(s.bytes_source.as_deref()),
-        Box::new(s.tls_version.as_deref()),
-        Box::new(s.ech),
+        Box::new(d.tls_version.as_deref()),
+        Box::new(d.ech),
         // NULL rather than "[]": most sessions have none.
-        Box::new((!s.cert_names.is_empty()).then(|| serde_json::to_string(&s.cert_names).unwrap_or_default())),
-        Box::new(s.http_method.as_deref()),
-        Box::new(s.http_path.as_deref()),
-        Box::new(s.user_agent.as_deref()),
-        Box::new(s.client_banner.as_deref()),
-        Box::new(s.server_banner.as_deref()),
-        Box::new(s.dhcp_hostname.as_deref()),
-        Box::new(s.dhcp_vendor_class.as_deref()),
+        Box::new((!d.cert_names.is_empty()).then(|| serde_json::to_string(&d.cert_names).unwrap_or_default())),
+        Box::new(d.http_method.as_deref()),
+        Box::new(d.http_path.as_deref()),
+        Box::new(d.user_agent.as_deref()),
+        Box::new(d.client_banner.as_deref()),
+        Box::new(d.server_banner.as_deref()),
+        Box::new(d.dhcp_hostname.as_deref()),
+        Box::new(d.dhcp_vendor_class.as_deref()),
     ]
 }
 

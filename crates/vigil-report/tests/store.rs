@@ -131,26 +131,26 @@ fn migration_to_version_6_keeps_old_sessions_and_stores_the_details() {
     }
     let mut ssh = session(2, "10.0.0.3", Some("SSH"), None, 1_700_000_000 * S + 1000, 2000);
     ssh.protocol = "SSH".into();
-    ssh.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
-    ssh.server_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+    ssh.details.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+    ssh.details.server_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
     let mut tls = session(3, "10.0.0.4", Some("Web"), Some("legacy.example"), 1_700_000_000 * S + 2000, 3000);
-    tls.tls_version = Some("TLSv1.2".into());
-    tls.ech = true;
-    tls.cert_names = vec!["*.example".into(), "legacy.example".into()];
+    tls.details.tls_version = Some("TLSv1.2".into());
+    tls.details.ech = true;
+    tls.details.cert_names = vec!["*.example".into(), "legacy.example".into()];
     let mut http = session(4, "10.0.0.5", Some("Web"), Some("plain.example"), 1_700_000_000 * S + 3000, 4000);
-    http.http_method = Some("GET".into());
-    http.http_path = Some("/index.html?q=a,b".into());
-    http.user_agent = Some("curl/7.88.1".into());
-    http.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
+    http.details.http_method = Some("GET".into());
+    http.details.http_path = Some("/index.html?q=a,b".into());
+    http.details.user_agent = Some("curl/7.88.1".into());
+    http.details.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
     let mut dhcp = session(5, "10.0.0.6", None, Some("lucas-imac"), 1_700_000_000 * S + 4000, 500);
-    dhcp.dhcp_hostname = Some("Lucas-iMac".into());
-    dhcp.dhcp_vendor_class = Some("MSFT 5.0".into());
+    dhcp.details.dhcp_hostname = Some("Lucas-iMac".into());
+    dhcp.details.dhcp_vendor_class = Some("MSFT 5.0".into());
     // The HTTP session first as an interim row without its details, then the final with them.
     let mut interim = http.clone();
     interim.interim = true;
     interim.end_reason = None;
-    interim.http_method = None;
-    interim.user_agent = None;
+    interim.details.http_method = None;
+    interim.details.user_agent = None;
     store(
         &path,
         quick(),
@@ -162,7 +162,10 @@ fn migration_to_version_6_keeps_old_sessions_and_stores_the_details() {
     assert_eq!(got.len(), 5);
     let o = &got[0];
     assert_eq!((o.id, o.protocol.as_str(), o.app.as_deref()), (Some(1), "SSH", Some("A")));
-    assert_eq!((&o.tls_version, o.ech, o.cert_names.len(), &o.client_banner), (&None, false, 0, &None));
+    assert_eq!(
+        (&o.details.tls_version, o.details.ech, o.details.cert_names.len(), &o.details.client_banner),
+        (&None, false, 0, &None)
+    );
     assert_eq!(got[1..], [ssh, tls, http, dhcp]);
     let (empty_certs, null_certs): (i64, i64) = r
         .connection()

@@ -390,6 +390,7 @@ struct BlockRow<'a> {
 }
 
 fn session_row<'a>(c: Common<'a>, r: &'a FlowRecord) -> SessionRow<'a> {
+    let d = &r.details;
     SessionRow {
         c,
         id: r.id,
@@ -427,16 +428,16 @@ fn session_row<'a>(c: Common<'a>, r: &'a FlowRecord) -> SessionRow<'a> {
         in_if: r.in_if.as_deref(),
         out_if: r.out_if.as_deref(),
         client_mac: r.client_mac.as_deref(),
-        tls_version: r.tls_version.as_deref(),
-        ech: r.ech as u8,
-        cert_names: &r.cert_names,
-        http_method: r.http_method.as_deref(),
-        http_path: r.http_path.as_deref(),
-        user_agent: r.user_agent.as_deref(),
-        client_banner: r.client_banner.as_deref(),
-        server_banner: r.server_banner.as_deref(),
-        dhcp_hostname: r.dhcp_hostname.as_deref(),
-        dhcp_vendor_class: r.dhcp_vendor_class.as_deref(),
+        tls_version: d.tls_version.as_deref(),
+        ech: d.ech as u8,
+        cert_names: &d.cert_names,
+        http_method: d.http_method.as_deref(),
+        http_path: d.http_path.as_deref(),
+        user_agent: d.user_agent.as_deref(),
+        client_banner: d.client_banner.as_deref(),
+        server_banner: d.server_banner.as_deref(),
+        dhcp_hostname: d.dhcp_hostname.as_deref(),
+        dhcp_vendor_class: d.dhcp_vendor_class.as_deref(),
     }
 }
 

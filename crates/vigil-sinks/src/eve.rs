@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vigil_engine::{EndReason, FlowVerdict, TcpState, Timestamp};
+use vigil_engine::{EndReason, FlowVerdict, L7Details, TcpState, Timestamp};
 
 /// Where the lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,26 +431,9 @@ pub struct Vigil<'a> {
     pub rule: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_version: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ech: bool,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub cert_names: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_method: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_banner: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_banner: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dhcp_hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dhcp_vendor_class: Option<&'a str>,
+    /// A session's application-layer details, under the record's names; absent ones left out.
+    #[serde(flatten)]
+    pub details: Option<&'a L7Details>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<EndReason>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -520,7 +503,7 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
                 let mut e = common("tls");
                 e.tls = Some(EveTls {
                     sni: r.hostname.as_deref(),
-                    version: r.tls_version.as_deref().map(tls_version_name),
+                    version: r.details.tls_version.as_deref().map(tls_version_name),
                     ja4: r.ja4.as_deref(),
                     client_alpns: &r.alpn,
                     server_alpns: r.alpn_selected.as_deref().into_iter().collect(),
@@ -531,15 +514,15 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
                 let mut e = common("http");
                 e.http = Some(EveHttp {
                     hostname: r.hostname.as_deref(),
-                    url: r.http_path.as_deref(),
-                    http_user_agent: r.user_agent.as_deref(),
-                    http_method: r.http_method.as_deref(),
+                    url: r.details.http_path.as_deref(),
+                    http_user_agent: r.details.user_agent.as_deref(),
+                    http_method: r.details.http_method.as_deref(),
                 });
                 out.push(e);
             }
             "SSH" => {
-                let client = r.client_banner.as_deref().and_then(EveSshHost::parse);
-                let server = r.server_banner.as_deref().and_then(EveSshHost::parse);
+                let client = r.details.client_banner.as_deref().and_then(EveSshHost::parse);
+                let server = r.details.server_banner.as_deref().and_then(EveSshHost::parse);
                 if client.is_some() || server.is_some() {
                     let mut e = common("ssh");
                     e.ssh = Some(EveSsh { client, server });
@@ -603,16 +586,7 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
         verdict: Some(r.verdict),
         rule: r.rule.as_deref(),
         ja4: r.ja4.as_deref(),
-        tls_version: r.tls_version.as_deref(),
-        ech: r.ech,
-        cert_names: &r.cert_names,
-        http_method: r.http_method.as_deref(),
-        http_path: r.http_path.as_deref(),
-        user_agent: r.user_agent.as_deref(),
-        client_banner: r.client_banner.as_deref(),
-        server_banner: r.server_banner.as_deref(),
-        dhcp_hostname: r.dhcp_hostname.as_deref(),
-        dhcp_vendor_class: r.dhcp_vendor_class.as_deref(),
+        details: Some(&r.details),
         end_reason: (!r.interim).then_some(r.end_reason),
         interim: r.interim,
         offloaded: r.offloaded,

@@ -9,18 +9,16 @@
 //! makes it), else `python3`, whichever can `import chdb`. Skipped (with a message) when none
 //! can, except under CI (`CI` set), where that is a failure.
 
+mod common;
+
+use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil_engine::{EndReason, FlowRecord, FlowVerdict, TcpState, Timestamp};
-use vigil_sinks::clickhouse::{Client, Table};
-use vigil_sinks::{BlockRecord, ClickHouseConfig, ClickHouseSink, DnsRecord, Record};
-
-const USER: &str = "vigil";
-const PASSWORD: &str = "t3st-pw";
-/// 2026-11-26T18:31:45Z.
-const T0: u64 = 1_795_717_905_000_000;
+use vigil_engine::{FlowVerdict, Timestamp};
+use vigil_sinks::clickhouse::Table;
+use vigil_sinks::{BlockRecord, ClickHouseSink, DnsRecord, Record};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -47,164 +45,28 @@ fn chdb_python() -> Option<PathBuf> {
 }
 
 fn python_or_skip(test: &str) -> Option<PathBuf> {
-    let found = chdb_python();
-    if found.is_none() {
-        let which = match std::env::var("VIGIL_CHDB_PYTHON") {
-            Ok(p) => format!("VIGIL_CHDB_PYTHON={p} cannot import chdb"),
-            Err(_) => "no python with chdb".into(),
-        };
-        if std::env::var_os("CI").is_some() {
-            panic!("{test}: {which} (scripts/deps.sh makes target/chdb-venv)");
-        }
-        eprintln!(
-            "{test}: SKIPPED: {which} (run scripts/deps.sh as root, or set VIGIL_CHDB_PYTHON to a python \
-             where `pip install --no-deps chdb-core==26.9.0` was done)"
-        );
-    }
-    found
+    let which = match std::env::var("VIGIL_CHDB_PYTHON") {
+        Ok(p) => format!("VIGIL_CHDB_PYTHON={p} cannot import chdb"),
+        Err(_) => "no python with chdb".into(),
+    };
+    or_skip(
+        test,
+        chdb_python(),
+        &which,
+        "scripts/deps.sh makes target/chdb-venv",
+        "run scripts/deps.sh as root, or set VIGIL_CHDB_PYTHON to a python where \
+         `pip install --no-deps chdb-core==26.9.0` was done",
+    )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// scripts/chdb_http.py on a free port, its data in a private directory.
-struct Shim {
-    python: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Shim {
-    fn new(python: PathBuf, name: &str) -> Shim {
-        let dir = std::env::temp_dir().join(format!("vigil-ch-current-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Shim { python, dir, port: free_port(), child: None }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&ClickHouseConfig {
-            url: self.url(),
-            user: USER.into(),
-            password: PASSWORD.into(),
-            ..ClickHouseConfig::default()
-        })
-        .unwrap()
-    }
-
-    /// Starts it on its port and data directory and waits for `/ping`; returns how long that took.
-    fn start(&mut self) -> Duration {
-        let t0 = Instant::now();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("shim.log")).unwrap();
-        let child = Command::new(&self.python)
-            .arg(workspace_root().join("scripts/chdb_http.py"))
-            .args(["--port", &self.port.to_string(), "--user", USER, "--password", PASSWORD, "--data"])
-            .arg(self.dir.join("data"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start scripts/chdb_http.py");
-        self.child = Some(child);
-        let client = self.client();
-        while !client.ping() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let log = std::fs::read_to_string(self.dir.join("shim.log")).unwrap_or_default();
-                panic!("chdb_http.py exited with {status}:\n{log}");
-            }
-            assert!(t0.elapsed() < Duration::from_secs(60), "chdb_http.py not up after 60 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        t0.elapsed()
-    }
-
-    /// SIGTERM (it finishes the running query and exits), and waits for the exit.
-    fn stop(&mut self) -> Duration {
-        let t0 = Instant::now();
-        let Some(mut child) = self.child.take() else { return Duration::ZERO };
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        t0.elapsed()
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Session `id`: odd ids have no hostname and no ALPN, even ones both.
-fn session(id: u64) -> Record {
-    let t = T0 + id * 1000;
-    let even = id.is_multiple_of(2);
-    Record::from(FlowRecord {
-        id,
-        community_id: "1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into(),
-        in_if: Some("lan0".into()),
-        out_if: Some("wan0".into()),
-        client_mac: None,
-        interim: false,
-        bytes_source: "vigil".into(),
-        proto: "tcp".into(),
-        src: "192.168.1.10".parse().unwrap(),
-        sport: (id % 60000) as u16 + 1024,
-        dst: "2001:db8::34".parse().unwrap(),
-        dport: 443,
-        protocol: Arc::from("TLS"),
-        protocol_guessed: false,
-        app: Some(Arc::from("Example")),
-        category: None,
-        hostname: even.then(|| Arc::from("www.example.com")),
-        name_source: even.then(|| "sni".into()),
-        ja4: None,
-        alpn: if even { vec!["h2".into(), "http/1.1".into()] } else { vec![] },
-        alpn_selected: even.then(|| "h2".into()),
-        dpi_packets: Some(1),
-        tls_version: None,
-        ech: false,
-        cert_names: Vec::new(),
-        http_method: None,
-        http_path: None,
-        user_agent: None,
-        client_banner: None,
-        server_banner: None,
-        dhcp_hostname: None,
-        dhcp_vendor_class: None,
-        packets_c2s: 10,
-        packets_s2c: 8,
-        bytes_c2s: 1000 + id,
-        bytes_s2c: 5000,
-        first_seen: Timestamp(t),
-        last_seen: Timestamp(t + 2_000_000),
-        verdict: FlowVerdict::Allow,
-        rule: None,
-        tcp_state: Some(TcpState::Closed),
-        end_reason: EndReason::Fin,
-        offloaded: false,
-        midstream: false,
+/// scripts/chdb_http.py on the instance's port, its data in the instance's directory.
+fn shim(python: PathBuf, name: &str) -> Instance {
+    Instance::new("chdb_http.py", "current", name, move |shim| {
+        let mut c = Command::new(&python);
+        c.arg(workspace_root().join("scripts/chdb_http.py"))
+            .args(["--port", &shim.port.to_string(), "--user", USER, "--password", PASSWORD, "--data"])
+            .arg(shim.dir.join("data"));
+        c
     })
 }
 
@@ -245,42 +107,6 @@ fn block(i: u64) -> Record {
     })
 }
 
-fn config(url: String, spool: PathBuf) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url,
-        database: "vigil".into(),
-        user: USER.into(),
-        password: PASSWORD.into(),
-        gateway_id: "gw-test".into(),
-        batch_max: 500,
-        flush_interval: Duration::from_millis(50),
-        spool_dir: spool,
-        spool_max_bytes: 1 << 30,
-        timeout: Duration::from_secs(10),
-        close_timeout: Duration::from_secs(30),
-        ..ClickHouseConfig::default()
-    }
-}
-
-/// Rows, distinct `(batch_id, batch_row)` and distinct `key` of a table, as "rows\tpairs\tkeys".
-fn counts(client: &Client, table: &str, key: &str) -> String {
-    client
-        .query(&format!("SELECT count(), uniqExact(batch_id, batch_row), uniqExact({key}) FROM vigil.{table}"))
-        .unwrap()
-}
-
-/// Waits until `vigil.sessions` holds `n` rows (or the deadline); returns its counts.
-fn wait_for_sessions(client: &Client, n: u64, within: Duration) -> String {
-    let t0 = Instant::now();
-    loop {
-        let out = client.query("SELECT count() FROM vigil.sessions").unwrap_or_default();
-        if out.parse::<u64>().unwrap_or(0) >= n || t0.elapsed() > within {
-            return counts(client, "sessions", "id");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn spool_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -294,7 +120,7 @@ fn spool_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn tables_rows_and_values_on_clickhouse_26() {
     let Some(python) = python_or_skip("tables_rows_and_values_on_clickhouse_26") else { return };
-    let mut shim = Shim::new(python, "values");
+    let mut shim = shim(python, "values");
     let up = shim.start();
     let client = shim.client();
     let version = client.query("SELECT version()").unwrap();
@@ -372,43 +198,9 @@ fn tables_rows_and_values_on_clickhouse_26() {
 #[test]
 fn every_row_exactly_once_across_a_restart_of_the_front_end() {
     let Some(python) = python_or_skip("every_row_exactly_once_across_a_restart_of_the_front_end") else { return };
-    let mut shim = Shim::new(python, "restart");
+    let mut shim = shim(python, "restart");
     shim.start();
-    let spool = shim.dir.join("spool");
-    let h = ClickHouseSink::start(config(shim.url(), spool.clone())).unwrap();
-    const N: u64 = 6_000;
-    let mut down_at = None;
-    for id in 0..N {
-        while !h.try_send(session(id)) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if id % 20 == 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if id == 2_000 {
-            let took = shim.stop();
-            down_at = Some(Instant::now());
-            eprintln!("stopped at row {id} (SIGTERM to exit: {took:.2?}); {:?}", h.stats());
-        }
-        if id == 4_000 {
-            let took = shim.start();
-            eprintln!(
-                "restarted at row {id} after {:.2?} down (up in {took:.2?}); {:?}",
-                down_at.unwrap().elapsed(),
-                h.stats()
-            );
-        }
-    }
-    let client = shim.client();
-    let out = wait_for_sessions(&client, N, Duration::from_secs(60));
-    let st = h.close();
-    eprintln!("final {st:?}");
-    assert_eq!(out, format!("{N}\t{N}\t{N}"));
-    assert_eq!(counts(&client, "sessions", "id"), format!("{N}\t{N}\t{N}"), "nothing more after close");
-    assert_eq!((st.received, st.dropped_full, st.rows_spooled, st.rows_sent), (N, 0, N, N), "{st:?}");
-    assert_eq!((st.spool_files, st.rows_lost, st.spool_evicted_rows, st.rejected_rows), (0, 0, 0, 0), "{st:?}");
-    assert!(st.send_failures > 0, "the front end was down: some attempts must have failed");
-    assert!(spool_files(&spool).is_empty());
+    every_row_exactly_once_across_a_restart(&mut shim, 6_000, 2_000, 4_000);
 }
 
 /// Batches left in the spool by a run that could not deliver are checked before being sent: one
@@ -417,7 +209,7 @@ fn every_row_exactly_once_across_a_restart_of_the_front_end() {
 #[test]
 fn leftover_batches_are_checked_then_completed() {
     let Some(python) = python_or_skip("leftover_batches_are_checked_then_completed") else { return };
-    let mut shim = Shim::new(python, "leftover");
+    let mut shim = shim(python, "leftover");
     let spool = shim.dir.join("spool");
     // A first run with nothing listening: three batches of 100 stay in the spool.
     let mut cfg = config(shim.url(), spool.clone());
@@ -462,7 +254,7 @@ fn leftover_batches_are_checked_then_completed() {
 #[test]
 fn a_dropped_table_is_created_again() {
     let Some(python) = python_or_skip("a_dropped_table_is_created_again") else { return };
-    let mut shim = Shim::new(python, "dropped");
+    let mut shim = shim(python, "dropped");
     shim.start();
     let client = shim.client();
     let mut cfg = config(shim.url(), shim.dir.join("spool"));
@@ -487,103 +279,12 @@ fn a_dropped_table_is_created_again() {
     assert_eq!(client.query("SELECT count(), min(flow_id) FROM vigil.dns").unwrap(), "100\t100");
 }
 
-/// The sessions table as an older vigil created it, before the application-layer details.
-const OLD_SESSIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS vigil.sessions (gateway_id String, batch_id String, \
-    batch_row UInt32, id UInt64, interim UInt8, \
-    first_seen DateTime, first_seen_us UInt64, last_seen DateTime, last_seen_us UInt64, \
-    proto String, src String, sport UInt16, dst String, dport UInt16, \
-    protocol String, protocol_guessed UInt8, app Nullable(String), category Nullable(String), \
-    hostname Nullable(String), name_source Nullable(String), ja4 Nullable(String), \
-    alpn Array(String), alpn_selected Nullable(String), dpi_packets Nullable(UInt32), \
-    packets_c2s UInt64, packets_s2c UInt64, bytes_c2s UInt64, bytes_s2c UInt64, \
-    verdict String, rule Nullable(String), tcp_state Nullable(String), end_reason String, \
-    offloaded UInt8, midstream UInt8, community_id String, \
-    in_if Nullable(String), out_if Nullable(String), client_mac Nullable(String)) \
-    ENGINE = MergeTree() PARTITION BY toYYYYMMDD(first_seen) ORDER BY (gateway_id, first_seen, id)";
-
-/// Session `id` with the application-layer details of an SSH, TLS, HTTP or DHCP flow (id % 4).
-fn detailed_session(id: u64) -> Record {
-    let Record::Flow(mut f) = session(id) else { unreachable!() };
-    match id % 4 {
-        0 => {
-            f.protocol = Arc::from("SSH");
-            f.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
-            f.server_banner = Some("SSH-2.0-OpenSSH_8.4p1".into());
-        }
-        1 => {
-            f.tls_version = Some("TLSv1.2".into());
-            f.ech = true;
-            f.cert_names = vec!["legacy.example-shop.test".into(), "*.example-shop.test".into()];
-        }
-        2 => {
-            f.protocol = Arc::from("HTTP");
-            f.http_method = Some("GET".into());
-            f.http_path = Some("/index.html?q=1".into());
-            f.user_agent = Some("curl/7.88.1".into());
-            f.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
-        }
-        _ => {
-            f.protocol = Arc::from("DHCP");
-            f.dhcp_hostname = Some("Lucas-iMac".into());
-            f.dhcp_vendor_class = Some("MSFT 5.0".into());
-        }
-    }
-    Record::Flow(f)
-}
-
 #[test]
 fn a_table_made_by_an_older_vigil_gets_the_new_columns_on_clickhouse_26() {
     let Some(python) = python_or_skip("a_table_made_by_an_older_vigil_gets_the_new_columns_on_clickhouse_26") else {
         return;
     };
-    let mut shim = Shim::new(python, "upgrade");
+    let mut shim = shim(python, "upgrade");
     shim.start();
-    let client = shim.client();
-    client.query("CREATE DATABASE IF NOT EXISTS vigil").unwrap();
-    client.query(OLD_SESSIONS_DDL).unwrap();
-    // A row the older vigil stored.
-    client
-        .insert(
-            "vigil.sessions",
-            "old-batch",
-            br#"{"gateway_id":"gw-old","batch_id":"old","batch_row":0,"id":999999,"first_seen":1795717905,"first_seen_us":1795717905000000,"protocol":"SSH","verdict":"allow","end_reason":"fin"}
-"#,
-        )
-        .unwrap();
-
-    const N: u64 = 400;
-    let spool = shim.dir.join("spool");
-    let h = ClickHouseSink::start(config(shim.url(), spool.clone())).unwrap();
-    for id in 0..N {
-        assert!(h.try_send(detailed_session(id)));
-    }
-    let st = h.close();
-    assert_eq!((st.rows_sent, st.send_failures, st.rejected_rows, st.spool_files), (N, 0, 0, 0), "{st:?}");
-
-    let q = |sql: &str| client.query(sql).unwrap();
-    assert_eq!(
-        q("SELECT name, type FROM system.columns WHERE database = 'vigil' AND table = 'sessions' \
-           AND name IN ('tls_version', 'ech', 'cert_names', 'http_method', 'http_path', 'user_agent', \
-           'client_banner', 'server_banner', 'dhcp_hostname', 'dhcp_vendor_class')"),
-        "tls_version\tNullable(String)\nech\tUInt8\ncert_names\tArray(String)\nhttp_method\tNullable(String)\n\
-         http_path\tNullable(String)\nuser_agent\tNullable(String)\nclient_banner\tNullable(String)\n\
-         server_banner\tNullable(String)\ndhcp_hostname\tNullable(String)\ndhcp_vendor_class\tNullable(String)"
-    );
-    assert_eq!(q("SELECT count(), uniqExact(id) FROM vigil.sessions"), format!("{}\t{}", N + 1, N + 1));
-    assert_eq!(
-        q("SELECT id, protocol, tls_version, ech, cert_names, http_method, http_path, user_agent, client_banner, \
-           server_banner, dhcp_hostname, dhcp_vendor_class FROM vigil.sessions \
-           WHERE id IN (4, 5, 6, 7, 999999) ORDER BY id"),
-        "4\tSSH\t\\N\t0\t[]\t\\N\t\\N\t\\N\tSSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\tSSH-2.0-OpenSSH_8.4p1\t\\N\t\\N\n\
-         5\tTLS\tTLSv1.2\t1\t['legacy.example-shop.test','*.example-shop.test']\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\n\
-         6\tHTTP\t\\N\t0\t[]\tGET\t/index.html?q=1\tcurl/7.88.1\t\\N\tSimpleHTTP/0.6 Python/3.11.7\t\\N\t\\N\n\
-         7\tDHCP\t\\N\t0\t[]\t\\N\t\\N\t\\N\t\\N\t\\N\tLucas-iMac\tMSFT 5.0\n\
-         999999\tSSH\t\\N\t0\t[]\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N"
-    );
-    // A second run finds the columns there and goes on.
-    let h = ClickHouseSink::start(config(shim.url(), spool)).unwrap();
-    assert!(h.try_send(detailed_session(N)));
-    let st = h.close();
-    assert_eq!((st.rows_sent, st.send_failures), (1, 0), "{st:?}");
-    assert_eq!(q("SELECT count() FROM vigil.sessions"), format!("{}", N + 2));
+    a_table_made_by_an_older_vigil_gets_the_new_columns(&shim);
 }

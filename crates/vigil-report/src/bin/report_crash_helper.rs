@@ -42,16 +42,7 @@ fn session(id: u64) -> SessionRow {
         client_mac: None,
         interim: false,
         bytes_source: Some("vigil".into()),
-        tls_version: None,
-        ech: false,
-        cert_names: Vec::new(),
-        http_method: None,
-        http_path: None,
-        user_agent: None,
-        client_banner: None,
-        server_banner: None,
-        dhcp_hostname: None,
-        dhcp_vendor_class: None,
+        details: Default::default(),
     }
 }
 

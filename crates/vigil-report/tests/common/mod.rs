@@ -60,16 +60,7 @@ pub fn session(id: u64, src: &str, app: Option<&str>, host: Option<&str>, first_
         client_mac: Some("02:00:00:00:00:01".into()),
         interim: false,
         bytes_source: Some("vigil".into()),
-        tls_version: None,
-        ech: false,
-        cert_names: Vec::new(),
-        http_method: None,
-        http_path: None,
-        user_agent: None,
-        client_banner: None,
-        server_banner: None,
-        dhcp_hostname: None,
-        dhcp_vendor_class: None,
+        details: Default::default(),
     }
 }
 

@@ -435,8 +435,8 @@ fn the_added_columns_end_the_ddl_and_the_rows_have_them() {
     assert!(Table::Dns.added_columns().is_empty() && Table::Blocks.added_columns().is_empty());
     // Every column of a row is in the DDL, and the other way round.
     let mut f = testutil::tls_flow();
-    f.tls_version = Some("TLSv1.3".into());
-    f.cert_names = vec!["a.example".into()];
+    f.details.tls_version = Some("TLSv1.3".into());
+    f.details.cert_names = vec!["a.example".into()];
     let mut row = Vec::new();
     write_row(&mut row, Common { gateway_id: "gw", batch_id: "b", batch_row: 0 }, &Record::from(f));
     let v: serde_json::Value = serde_json::from_slice(&row).unwrap();

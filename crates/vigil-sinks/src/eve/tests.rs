@@ -229,17 +229,17 @@ fn ssh_flow() -> FlowRecord {
     f.app = Some(Arc::from("SSH"));
     f.hostname = None;
     f.name_source = None;
-    f.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
-    f.server_banner = Some("SSH-1.99-Cisco-1.25".into());
+    f.details.client_banner = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10".into());
+    f.details.server_banner = Some("SSH-1.99-Cisco-1.25".into());
     f
 }
 
 #[test]
 fn golden_tls_session_with_version() {
     let mut f = testutil::tls_flow();
-    f.tls_version = Some("TLSv1.2".into());
-    f.ech = true;
-    f.cert_names = vec!["*.example.com".into(), "example.com".into()];
+    f.details.tls_version = Some("TLSv1.2".into());
+    f.details.ech = true;
+    f.details.cert_names = vec!["*.example.com".into(), "example.com".into()];
     let lines = lines(&Record::from(f), true);
     assert_eq!(lines[0], TLS_EVENT_DETAILS);
     // ECH and the certificate names have no Suricata field: under vigil, with vigil's version name.
@@ -252,10 +252,10 @@ fn golden_tls_session_with_version() {
 #[test]
 fn golden_http_session_with_request() {
     let mut f = testutil::http_flow();
-    f.http_method = Some("GET".into());
-    f.http_path = Some("/index.html?a=1".into());
-    f.user_agent = Some("curl/7.88.1".into());
-    f.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
+    f.details.http_method = Some("GET".into());
+    f.details.http_path = Some("/index.html?a=1".into());
+    f.details.user_agent = Some("curl/7.88.1".into());
+    f.details.server_banner = Some("SimpleHTTP/0.6 Python/3.11.7".into());
     let lines = lines(&Record::from(f), true);
     assert_eq!(lines[0], HTTP_EVENT_DETAILS);
     let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
@@ -282,13 +282,13 @@ fn golden_ssh_session() {
 fn ssh_event_needs_a_banner() {
     // Only the client's: no server object.
     let mut f = ssh_flow();
-    f.server_banner = None;
+    f.details.server_banner = None;
     let rec = Record::from(f.clone());
     let v = serde_json::to_value(&events(&rec, true)[0]).unwrap();
     assert_eq!(v["ssh"]["client"]["software_version"], "OpenSSH_9.2p1");
     assert!(v["ssh"].get("server").is_none());
     // None (or nothing that is an SSH banner): only the flow event.
-    f.client_banner = Some("HTTP/1.1 400 Bad Request".into());
+    f.details.client_banner = Some("HTTP/1.1 400 Bad Request".into());
     let rec = Record::from(f);
     let evs = events(&rec, true);
     assert_eq!(evs.len(), 1);
