@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages vigil's demo and tests use. Idempotent; needs root.
+# Installs what vigil's tests use (`deps.sh`) or only what the demo needs (`deps.sh --demo`):
+# Debian packages, and for the tests a ClickHouse server and a current ClickHouse engine.
+# Idempotent; needs root.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/deps.sh: run as root (it installs Debian packages)" >&2
     exit 1
 fi
+tests=1
+[ "${1:-}" = "--demo" ] && tests=0
 packages=(
     iproute2 iptables nftables kmod procps      # namespaces, the firewall rules vigil installs, sysctl
     curl dnsutils dnsmasq-base python3 iperf3   # real clients and servers for the lab
-    python3-venv                                # the venv for chdb (below)
     openssl ca-certificates                     # the lab's HTTPS server certificate
-    socat netcat-openbsd tcpdump conntrack      # test helpers
     build-essential pkg-config                  # a C compiler for crates with C parts
-    clickhouse-server clickhouse-client         # vigil-sinks' ClickHouse test runs a private server
 )
+if [ "$tests" = 1 ]; then
+    packages+=(
+        socat netcat-openbsd tcpdump conntrack  # test helpers
+        clickhouse-server clickhouse-client     # vigil-sinks' ClickHouse test runs a private server
+        python3-venv                            # the venv for chdb (below)
+    )
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,7 +41,7 @@ done
 # venv of Debian's python3. Owned like the work tree, so that its owner can still clean target/.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/target/chdb-venv"
-if ! "$venv/bin/python" -c 'import chdb' 2>/dev/null; then
+if [ "$tests" = 1 ] && ! "$venv/bin/python" -c 'import chdb' 2>/dev/null; then
     echo "installing chdb-core 26.9.0 into $venv"
     [ -d "$root/target" ] || { mkdir "$root/target"; chown --reference="$root" "$root/target"; }
     rm -rf "$venv"
