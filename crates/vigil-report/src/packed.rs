@@ -30,8 +30,11 @@ use std::time::{Duration, Instant};
 /// A bucket is packed this long after it ended (later records go to `rollup_late`).
 pub const GRACE_US: i64 = 10 * 60 * 1_000_000;
 
-/// The rollup tables by bucket length: (span, table, time column).
-pub(crate) const LEVELS: [(i64, &str, &str); 2] = [(HOUR_US, "rollup_hourly", "hour"), (DAY_US, "rollup_daily", "day")];
+/// A rollup table: (bucket length, table, time column).
+pub(crate) type Level = (i64, &'static str, &'static str);
+pub(crate) const HOURLY: Level = (HOUR_US, "rollup_hourly", "hour");
+pub(crate) const DAILY: Level = (DAY_US, "rollup_daily", "day");
+pub(crate) const LEVELS: [Level; 2] = [HOURLY, DAILY];
 
 /// Ids are below this (a damaged blob must not make a query allocate without bound).
 pub const MAX_ID: u64 = 1 << 28;

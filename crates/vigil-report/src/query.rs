@@ -211,6 +211,16 @@ fn suffix_clause(col: &str, name: &str, args: &mut Vec<Value>) -> String {
     format!("({col} = ? COLLATE NOCASE OR {col} LIKE ? ESCAPE '\\')")
 }
 
+/// Adds the clause for a client filter on `col`; returns the network to check row by row when no
+/// text range captures it (anything but a host or an IPv4 network on an octet boundary).
+fn client_filter(col: &str, c: Option<&Cidr>, wh: &mut Vec<String>, args: &mut Vec<Value>) -> Option<Cidr> {
+    let c = c?;
+    if let Some(clause) = client_clause(col, c, args) {
+        wh.push(clause);
+    }
+    (!c.is_host()).then_some(*c)
+}
+
 fn client_clause(col: &str, c: &Cidr, args: &mut Vec<Value>) -> Option<String> {
     if c.is_host() {
         args.push(Value::Text(c.addr.to_string()));
@@ -467,9 +477,17 @@ fn raw_part(conn: &Connection, dim: Dim, lo: i64, hi: i64, sums: &mut Sums) -> R
     Ok(())
 }
 
-/// The `span` buckets starting in [lo, hi): packed blobs plus their late deltas where packed,
+/// The buckets of `level` starting in [lo, hi): packed blobs plus their late deltas where packed,
 /// rollup rows elsewhere (normally just the last hour or day).
-fn bucket_parts(conn: &Connection, dim: Dim, span: i64, lo: i64, hi: i64, sums: &mut Sums) -> Result<(), Error> {
+fn bucket_parts(
+    conn: &Connection,
+    dim: Dim,
+    level: packed::Level,
+    lo: i64,
+    hi: i64,
+    sums: &mut Sums,
+) -> Result<(), Error> {
+    let (span, table, col) = level;
     let name = dim.rollup_name();
     let mut packed_starts = Vec::new();
     {
@@ -490,7 +508,6 @@ fn bucket_parts(conn: &Connection, dim: Dim, span: i64, lo: i64, hi: i64, sums: 
         )?;
         sums.add_rows(st.query(rusqlite::params![name, span, lo, hi])?)?;
     }
-    let (table, col) = if span == DAY_US { ("rollup_daily", "day") } else { ("rollup_hourly", "hour") };
     let mut st = conn.prepare_cached(&format!(
         "SELECT key, sessions, bytes FROM {table} WHERE dim = ?1 AND {col} >= ?2 AND {col} < ?3"
     ))?;
@@ -527,16 +544,7 @@ impl Reader {
         let mut wh = Vec::new();
         let mut args = Vec::new();
         time_clauses("first_seen", f.since, f.until, &mut wh, &mut args);
-        // A network that no text range captures is checked row by row below.
-        let mut check_client = None;
-        if let Some(c) = &f.client {
-            if let Some(clause) = client_clause("src", c, &mut args) {
-                wh.push(clause);
-            }
-            if !c.is_host() {
-                check_client = Some(*c);
-            }
-        }
+        let check_client = client_filter("src", f.client.as_ref(), &mut wh, &mut args);
         for (col, v) in [("app", &f.app), ("category", &f.category), ("verdict", &f.verdict)] {
             if let Some(v) = v {
                 wh.push(format!("{col} = ?"));
@@ -551,19 +559,33 @@ impl Reader {
                 args.push(Value::Text(h.clone()));
             }
         }
-        let mut sql = format!("{SESSION_SELECT}{} ORDER BY first_seen DESC", where_sql(&wh));
+        let sql = format!("{SESSION_SELECT}{} ORDER BY first_seen DESC", where_sql(&wh));
+        self.collect(sql, args, f.limit, check_client, session_row, |s| s.src)
+    }
+
+    /// Runs `sql` (a SELECT ... ORDER BY, without LIMIT) and keeps up to `limit` rows whose
+    /// address is in `check_client` when there is one (then SQLite cannot apply the LIMIT).
+    fn collect<T>(
+        &self,
+        mut sql: String,
+        mut args: Vec<Value>,
+        limit: usize,
+        check_client: Option<Cidr>,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+        addr: fn(&T) -> IpAddr,
+    ) -> Result<Vec<T>, Error> {
         if check_client.is_none() {
             sql.push_str(" LIMIT ?");
-            args.push(Value::Integer(f.limit as i64));
+            args.push(Value::Integer(limit as i64));
         }
         let mut stmt = self.conn.prepare(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut out = Vec::new();
-        while out.len() < f.limit {
+        while out.len() < limit {
             let Some(r) = rows.next()? else { break };
-            let s = session_row(r)?;
-            if check_client.is_none_or(|c| c.contains(&s.src)) {
-                out.push(s);
+            let t = row(r)?;
+            if check_client.is_none_or(|c| c.contains(&addr(&t))) {
+                out.push(t);
             }
         }
         Ok(out)
@@ -598,14 +620,14 @@ impl Reader {
                 let (d1, d2) = (ceil_to(h1, DAY_US), floor_to(h2, DAY_US));
                 if d1 < d2 {
                     if h1 < d1 {
-                        bucket_parts(&tx, dim, HOUR_US, h1, d1, &mut sums)?;
+                        bucket_parts(&tx, dim, packed::HOURLY, h1, d1, &mut sums)?;
                     }
-                    bucket_parts(&tx, dim, DAY_US, d1, d2, &mut sums)?;
+                    bucket_parts(&tx, dim, packed::DAILY, d1, d2, &mut sums)?;
                     if d2 < h2 {
-                        bucket_parts(&tx, dim, HOUR_US, d2, h2, &mut sums)?;
+                        bucket_parts(&tx, dim, packed::HOURLY, d2, h2, &mut sums)?;
                     }
                 } else {
-                    bucket_parts(&tx, dim, HOUR_US, h1, h2, &mut sums)?;
+                    bucket_parts(&tx, dim, packed::HOURLY, h1, h2, &mut sums)?;
                 }
             }
         }
@@ -683,33 +705,11 @@ impl Reader {
         let mut wh = Vec::new();
         let mut args = Vec::new();
         time_clauses("ts", f.since, f.until, &mut wh, &mut args);
-        let mut check_client = None;
-        if let Some(c) = &f.client {
-            if let Some(clause) = client_clause("client", c, &mut args) {
-                wh.push(clause);
-            }
-            if !c.is_host() {
-                check_client = Some(*c);
-            }
-        }
+        let check_client = client_filter("client", f.client.as_ref(), &mut wh, &mut args);
         if let Some(q) = &f.query_suffix {
             wh.push(suffix_clause("query", q, &mut args));
         }
-        let mut sql = format!("{DNS_SELECT}{} ORDER BY ts DESC", where_sql(&wh));
-        if check_client.is_none() {
-            sql.push_str(" LIMIT ?");
-            args.push(Value::Integer(f.limit as i64));
-        }
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
-        while out.len() < f.limit {
-            let Some(r) = rows.next()? else { break };
-            let d = dns_row(r)?;
-            if check_client.is_none_or(|c| c.contains(&d.client)) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        let sql = format!("{DNS_SELECT}{} ORDER BY ts DESC", where_sql(&wh));
+        self.collect(sql, args, f.limit, check_client, dns_row, |d| d.client)
     }
 }

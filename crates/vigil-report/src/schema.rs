@@ -187,7 +187,7 @@ pub fn user_version(conn: &Connection) -> Result<u32, Error> {
 
 /// The backfill of migration 2 (rollups from the sessions already there).
 fn backfill_rollups(conn: &Connection) -> Result<(), Error> {
-    for (table, col, bucket) in [("rollup_hourly", "hour", HOUR_US), ("rollup_daily", "day", DAY_US)] {
+    for (bucket, table, col) in crate::packed::LEVELS {
         for (dim, expr) in ROLLUP_DIMS {
             conn.execute_batch(&format!(
                 "INSERT INTO {table} ({col}, dim, key, sessions, bytes)
