@@ -245,27 +245,11 @@ impl Dissector for Apps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use crate::dissect::testutil::{hex, packet};
     use vigil_wire::L4Proto;
 
     fn pv(l4: L4Proto, dir: Dir, ports: (u16, u16), payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 77));
-        let b = IpAddr::V4(Ipv4Addr::new(91, 108, 8, 7));
-        PacketView {
-            dir,
-            l4,
-            client: (a, ports.0),
-            server: (b, ports.1),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+        packet(l4, dir, ([192, 168, 1, 77], ports.0), ([91, 108, 8, 7], ports.1), payload)
     }
 
     fn run(l4: L4Proto, ports: (u16, u16), pkts: &[(Dir, Vec<u8>)]) -> Option<&'static str> {

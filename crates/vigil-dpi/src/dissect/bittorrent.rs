@@ -167,24 +167,12 @@ impl Dissector for BitTorrent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::testutil::{hex, packet};
     use crate::view::Dir;
-    use std::net::{IpAddr, Ipv4Addr};
     use vigil_wire::L4Proto;
 
     fn pv(l4: L4Proto, dir: Dir, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5));
-        let b = IpAddr::V4(Ipv4Addr::new(82, 243, 113, 43));
-        PacketView {
-            dir,
-            l4,
-            client: (a, 40959),
-            server: (b, 64969),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
+        packet(l4, dir, ([192, 168, 1, 5], 40959), ([82, 243, 113, 43], 64969), payload)
     }
 
     fn run(l4: L4Proto, pkts: &[(Dir, &[u8])]) -> (Step, Facts) {
@@ -198,10 +186,6 @@ mod tests {
             }
         }
         (last, f)
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
     }
 
     #[test]

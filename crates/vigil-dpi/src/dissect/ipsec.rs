@@ -98,28 +98,12 @@ impl Dissector for Ipsec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::testutil::{hex, packet};
     use crate::view::Dir;
-    use std::net::{IpAddr, Ipv4Addr};
     use vigil_wire::L4Proto;
 
     fn pv(dir: Dir, port: u16, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(10, 2, 3, 2));
-        let b = IpAddr::V4(Ipv4Addr::new(10, 3, 4, 4));
-        PacketView {
-            dir,
-            l4: L4Proto::Udp,
-            client: (a, port),
-            server: (b, port),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+        packet(L4Proto::Udp, dir, ([10, 2, 3, 2], port), ([10, 3, 4, 4], port), payload)
     }
 
     /// esp.pcapng, 10.2.3.2:500: IKEv2 IKE_SA_INIT header (length 358), body padded.

@@ -41,6 +41,9 @@ pub mod tls;
 pub mod tor;
 pub mod wireguard;
 
+#[cfg(test)]
+mod testutil;
+
 /// A dissector's answer for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

@@ -172,28 +172,12 @@ impl Dissector for OpenVpn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::testutil::{hex, packet};
     use crate::view::Dir;
-    use std::net::{IpAddr, Ipv4Addr};
     use vigil_wire::L4Proto;
 
     fn pv(l4: L4Proto, dir: Dir, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-        PacketView {
-            dir,
-            l4,
-            client: (a, 39772),
-            server: (b, 1194),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+        packet(l4, dir, ([10, 0, 0, 1], 39772), ([10, 0, 0, 2], 1194), payload)
     }
 
     fn run(l4: L4Proto, pkts: &[(Dir, Vec<u8>)]) -> Step {

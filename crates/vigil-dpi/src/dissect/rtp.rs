@@ -143,24 +143,12 @@ impl Dissector for Rtp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::testutil::packet;
     use crate::view::Dir;
-    use std::net::{IpAddr, Ipv4Addr};
     use vigil_wire::L4Proto;
 
     fn pv(dir: Dir, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2));
-        let b = IpAddr::V4(Ipv4Addr::new(212, 242, 33, 36));
-        PacketView {
-            dir,
-            l4: L4Proto::Udp,
-            client: (a, 30000),
-            server: (b, 40392),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
+        packet(L4Proto::Udp, dir, ([192, 168, 1, 2], 30000), ([212, 242, 33, 36], 40392), payload)
     }
 
     fn pkt(pt: u8, seq: u16, ssrc: u32) -> Vec<u8> {

@@ -93,24 +93,12 @@ impl Dissector for Sip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::testutil::packet;
     use crate::view::Dir;
-    use std::net::{IpAddr, Ipv4Addr};
     use vigil_wire::L4Proto;
 
     fn pv(l4: L4Proto, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2));
-        let b = IpAddr::V4(Ipv4Addr::new(212, 242, 33, 35));
-        PacketView {
-            dir: Dir::ToServer,
-            l4,
-            client: (a, 5060),
-            server: (b, 5060),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
+        packet(l4, Dir::ToServer, ([192, 168, 1, 2], 5060), ([212, 242, 33, 35], 5060), payload)
     }
 
     fn one(l4: L4Proto, p: &[u8]) -> (Step, Facts) {

@@ -260,27 +260,11 @@ impl Dissector for Stun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use crate::dissect::testutil::{hex, packet};
     use vigil_wire::L4Proto;
 
     fn pv(l4: L4Proto, dir: Dir, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(192, 168, 12, 169));
-        let b = IpAddr::V4(Ipv4Addr::new(31, 13, 86, 54));
-        PacketView {
-            dir,
-            l4,
-            client: (a, 38123),
-            server: (b, 3478),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+        packet(l4, dir, ([192, 168, 12, 169], 38123), ([31, 13, 86, 54], 3478), payload)
     }
 
     /// Builds a message with the cookie from (type, value) attributes.

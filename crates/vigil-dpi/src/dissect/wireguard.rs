@@ -97,24 +97,12 @@ impl Dissector for WireGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::testutil::packet;
     use crate::view::Dir;
-    use std::net::{IpAddr, Ipv4Addr};
     use vigil_wire::L4Proto;
 
     fn pv(dir: Dir, payload: &[u8]) -> PacketView<'_> {
-        let a = IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1));
-        let b = IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2));
-        PacketView {
-            dir,
-            l4: L4Proto::Udp,
-            client: (a, 43462),
-            server: (b, 51820),
-            payload,
-            tcp_seq: 0,
-            tcp_flags: 0,
-            index: 0,
-            ts_micros: 0,
-        }
+        packet(L4Proto::Udp, dir, ([10, 9, 0, 1], 43462), ([10, 9, 0, 2], 51820), payload)
     }
 
     fn msg(t: u8, len: usize, idx: u32, word2: u64) -> Vec<u8> {

@@ -2,9 +2,10 @@
 //! hostile inputs.
 
 use super::*;
+use crate::dissect::testutil::packet;
 use crate::view::PacketView;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use vigil_wire::L4Proto;
 
@@ -12,17 +13,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/quic
 const CORPUS: &str = "/work/shared/corpus/ndpi";
 
 fn view(dir: Dir, payload: &[u8], index: u32) -> PacketView<'_> {
-    PacketView {
-        dir,
-        l4: L4Proto::Udp,
-        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
-        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 443),
-        payload,
-        tcp_seq: 0,
-        tcp_flags: 0,
-        index,
-        ts_micros: 0,
-    }
+    PacketView { index, ..packet(L4Proto::Udp, dir, ([10, 0, 0, 1], 50000), ([10, 0, 0, 2], 443), payload) }
 }
 
 /// Runs one flow's datagrams through a fresh dissector the way the classifier does: until
