@@ -849,36 +849,16 @@ impl Conntrack {
     /// Read the multipart answer to dump `seq` until `NLMSG_DONE`. The
     /// timeout applies to each datagram, not to the whole dump.
     fn read_dump(&mut self, seq: u32, f: &mut dyn FnMut(CtEntry)) -> Result<usize, NfqError> {
-        let fd = self.fd.as_raw_fd();
         let mut count = 0;
         let mut interrupted = false;
-        let mut deadline = Instant::now() + self.timeout;
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                let timeout_ms = self.timeout.as_millis() as u64;
-                return Err(NfqError::NoAck { op: "dump conntrack table".into(), timeout_ms });
-            }
-            if !poll_in(fd, deadline - now)? {
-                continue;
-            }
-            // SAFETY: `buf` is a valid writable buffer of the given length.
-            let n = unsafe {
-                libc::recv(fd, self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS) => continue,
-                    _ => return Err(NfqError::Io { op: "recv conntrack dump", source: e }),
-                }
-            }
-            let n = n as usize;
-            if n > self.buf.len() {
-                let e = WireError::Truncated { what: "conntrack dump datagram", need: n, have: self.buf.len() };
-                return Err(e.into());
-            }
-            deadline = Instant::now() + self.timeout;
+            let deadline = Instant::now() + self.timeout;
+            let n = self.recv_before(
+                deadline,
+                &|| "dump conntrack table".into(),
+                "recv conntrack dump",
+                "conntrack dump datagram",
+            )?;
             for m in wire::messages(&self.buf[..n]) {
                 let m = m?;
                 let hdr = NlMsgHdr::parse(m)?;
@@ -925,6 +905,43 @@ impl Conntrack {
         }
     }
 
+    /// Receive one datagram into `buf` before `deadline`: its length. `op` names what timed out,
+    /// `recv_op` a failed recv, `what` the datagram should it not fit.
+    fn recv_before(
+        &mut self,
+        deadline: Instant,
+        op: &dyn Fn() -> String,
+        recv_op: &'static str,
+        what: &'static str,
+    ) -> Result<usize, NfqError> {
+        let fd = self.fd.as_raw_fd();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(NfqError::NoAck { op: op(), timeout_ms: self.timeout.as_millis() as u64 });
+            }
+            if !poll_in(fd, deadline - now)? {
+                continue;
+            }
+            // SAFETY: `buf` is a valid writable buffer of the given length.
+            let n = unsafe {
+                libc::recv(fd, self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS) => continue,
+                    _ => return Err(NfqError::Io { op: recv_op, source: e }),
+                }
+            }
+            let n = n as usize;
+            if n > self.buf.len() {
+                return Err(WireError::Truncated { what, need: n, have: self.buf.len() }.into());
+            }
+            return Ok(n);
+        }
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
@@ -954,33 +971,10 @@ impl Conntrack {
     }
 
     fn wait_answer(&mut self, seq: u32, op: &dyn Fn() -> String) -> Result<Answer, NfqError> {
-        let fd = self.fd.as_raw_fd();
         let deadline = Instant::now() + self.timeout;
         let mut entry = None;
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(NfqError::NoAck { op: op(), timeout_ms: self.timeout.as_millis() as u64 });
-            }
-            if !poll_in(fd, deadline - now)? {
-                continue;
-            }
-            // SAFETY: `buf` is a valid writable buffer of the given length.
-            let n = unsafe {
-                libc::recv(fd, self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS) => continue,
-                    _ => return Err(NfqError::Io { op: "recv conntrack answer", source: e }),
-                }
-            }
-            let n = n as usize;
-            if n > self.buf.len() {
-                let e = WireError::Truncated { what: "conntrack answer datagram", need: n, have: self.buf.len() };
-                return Err(e.into());
-            }
+            let n = self.recv_before(deadline, op, "recv conntrack answer", "conntrack answer datagram")?;
             for m in wire::messages(&self.buf[..n]) {
                 let m = m?;
                 let hdr = NlMsgHdr::parse(m)?;
