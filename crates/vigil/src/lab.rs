@@ -208,36 +208,11 @@ impl Lab {
             run(ip().args(["-n", ns, "link", "set", "lo", "up"]))?;
         }
         // Each end is created inside its namespace: names only need to be unique per namespace.
-        run(ip().args([
-            "link",
-            "add",
-            "name",
-            GW_CLIENT_IF,
-            "netns",
-            g,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOST_IF,
-            "netns",
-            c,
-        ]))?;
-        run(ip().args([
-            "link",
-            "add",
-            "name",
-            GW_SERVER_IF,
-            "netns",
-            g,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOST_IF,
-            "netns",
-            s,
-        ]))?;
+        for (gw_if, host_ns) in [(GW_CLIENT_IF, c), (GW_SERVER_IF, s)] {
+            run(ip().args([
+                "link", "add", "name", gw_if, "netns", g, "type", "veth", "peer", "name", HOST_IF, "netns", host_ns,
+            ]))?;
+        }
         let addrs: [(&str, &str, &str, &str); 4] = [
             (c, HOST_IF, "198.18.1.2/24", "fd76:1::2/64"),
             (g, GW_CLIENT_IF, "198.18.1.1/24", "fd76:1::1/64"),
@@ -369,7 +344,8 @@ fn find_ip() -> &'static str {
         .unwrap_or("ip")
 }
 
-fn describe(cmd: &Command) -> String {
+/// A command as a shell line, for error messages.
+pub fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())

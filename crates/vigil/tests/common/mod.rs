@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil::lab::{Lab, LabChild};
+use vigil::lab::{describe, Lab, LabChild};
 
 /// `true` when the test may run. Without root it prints a skip line and returns `false`, except
 /// when `CI` is set (and not empty, "0" or "false"): then not being root is a failure.
@@ -80,14 +80,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[allow(dead_code)]
