@@ -12,25 +12,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::NetNs;
+use common::{maybe_write_fixture, require_root, NetNs};
 use vigil_nfq::conntrack::{self, IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY};
 use vigil_nfq::{Conntrack, CtTuple};
-
-/// `true` when we may run; `false` to skip. Under `CI` not being root fails.
-fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: needs root to create network namespaces, and CI is set: not skipping");
-    }
-    eprintln!("{test}: skipped: needs root to create network namespaces");
-    false
-}
 
 /// A namespace where conntrack tracks lo traffic with accounting on.
 /// Conntrack only hooks into a namespace once a rule needs it, hence the
@@ -40,15 +26,6 @@ fn setup(v6: bool) -> NetNs {
     ns.iptables(v6, &["-A", "OUTPUT", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED", "-j", "ACCEPT"]);
     ns.exec(&["sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=1"]);
     ns
-}
-
-fn maybe_write_fixture(name: &str, raw: &[u8]) {
-    if std::env::var("VIGIL_WRITE_FIXTURES").map_or(true, |v| v != "1") {
-        return;
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    std::fs::write(&p, raw).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-    eprintln!("wrote {}", p.display());
 }
 
 /// The `mark=N` of the entry with `sport=S dport=D` in `conntrack -L -o extended`.

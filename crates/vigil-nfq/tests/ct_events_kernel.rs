@@ -13,26 +13,12 @@ use std::io::{Read, Write};
 use std::mem;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::NetNs;
+use common::{maybe_write_fixture, require_root, NetNs};
 use vigil_nfq::conntrack::{self, DumpRequest, IPS_ASSURED};
 use vigil_nfq::ct_events::{self, CtEventStats};
 use vigil_nfq::{Conntrack, CtEntry, CtEvent, CtEventKind, CtEvents, CtGroups, CtTuple};
-
-/// `true` when we may run; `false` to skip. Under `CI` not being root fails.
-fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: needs root to create network namespaces, and CI is set: not skipping");
-    }
-    eprintln!("{test}: skipped: needs root to create network namespaces");
-    false
-}
 
 /// A namespace where conntrack tracks lo traffic (both families) with
 /// accounting and timestamps on, and closed TCP connections leave
@@ -50,15 +36,6 @@ fn setup() -> NetNs {
 
 fn sysctl(ns: &NetNs, name: &str) -> String {
     ns.exec(&["sysctl", "-n", name]).trim().to_owned()
-}
-
-fn maybe_write_fixture(name: &str, raw: &[u8]) {
-    if std::env::var("VIGIL_WRITE_FIXTURES").map_or(true, |v| v != "1") {
-        return;
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    std::fs::write(&p, raw).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-    eprintln!("wrote {}", p.display());
 }
 
 /// A bare NETLINK_NETFILTER socket, to see the kernel's bytes.

@@ -21,6 +21,17 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// With `VIGIL_WRITE_FIXTURES=1`, saves the kernel's raw bytes as `tests/fixtures/<name>` (the
+/// unit tests decode them).
+pub fn maybe_write_fixture(name: &str, raw: &[u8]) {
+    if std::env::var("VIGIL_WRITE_FIXTURES").map_or(true, |v| v != "1") {
+        return;
+    }
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::write(&p, raw).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    eprintln!("wrote {}", p.display());
+}
+
 fn run(cmd: &str, args: &[&str]) -> std::process::Output {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
     out
