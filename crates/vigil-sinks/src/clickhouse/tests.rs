@@ -141,6 +141,36 @@ fn closed_port() -> String {
     url
 }
 
+/// A previous run's leftover: the flows `ids` spooled in `dir` while no server answered. Returns
+/// the configuration to start again with.
+fn spooled(dir: &Path, ids: std::ops::Range<u64>) -> ClickHouseConfig {
+    let mut cfg = config(closed_port(), dir);
+    cfg.close_timeout = Duration::ZERO;
+    let h = ClickHouseSink::start(cfg.clone()).unwrap();
+    for i in ids {
+        h.try_send(flow(i));
+    }
+    assert_eq!(h.close().spool_files, 1);
+    cfg
+}
+
+/// Starts again with `cfg` against `srv` and closes once the spool is worked off.
+fn resume(mut cfg: ClickHouseConfig, srv: &FakeServer) -> SinkStats {
+    cfg.url = srv.url();
+    cfg.close_timeout = Duration::from_secs(5);
+    ClickHouseSink::start(cfg).unwrap().close()
+}
+
+/// The `column` of every row the INSERTs among `reqs` carried, in order.
+fn inserted(reqs: &[Req], column: &str) -> Vec<u64> {
+    reqs.iter()
+        .filter(|r| r.is_insert())
+        .flat_map(|r| {
+            r.body.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[column].as_u64().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn ddl_is_clickhouse_18_16_compatible() {
     for t in Table::ALL {
@@ -240,14 +270,7 @@ fn spools_while_down_and_replays_in_order_at_next_start_checking_first() {
     let checks = reqs.iter().filter(|r| r.body.contains("WHERE gateway_id = 'gw1'")).count();
     assert_eq!(checks, 3);
     assert!(reqs.iter().filter(|r| r.body.contains("system.processes")).count() == 3);
-    let ids: Vec<u64> = reqs
-        .iter()
-        .filter(|r| r.is_insert())
-        .flat_map(|r| {
-            r.body.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
-        })
-        .collect();
-    assert_eq!(ids, (0..9).collect::<Vec<_>>());
+    assert_eq!(inserted(&reqs, "id"), (0..9).collect::<Vec<_>>());
     assert!(spool_files(&dir).is_empty());
     let _ = fs::remove_dir_all(&dir);
 }
@@ -255,13 +278,7 @@ fn spools_while_down_and_replays_in_order_at_next_start_checking_first() {
 #[test]
 fn a_batch_found_present_is_not_sent_again() {
     let dir = tmpdir("present");
-    let mut cfg = config(closed_port(), &dir);
-    cfg.close_timeout = Duration::ZERO;
-    let h = ClickHouseSink::start(cfg.clone()).unwrap();
-    for i in 0..3 {
-        h.try_send(flow(i));
-    }
-    assert_eq!(h.close().spool_files, 1);
+    let cfg = spooled(&dir, 0..3);
     // The server has the batch (the previous run's response was lost): count() says 3.
     let srv = FakeServer::start(Box::new(|r| {
         if r.body.contains("system.processes") {
@@ -272,9 +289,7 @@ fn a_batch_found_present_is_not_sent_again() {
             (200, String::new())
         }
     }));
-    cfg.url = srv.url();
-    cfg.close_timeout = Duration::from_secs(5);
-    let st = ClickHouseSink::start(cfg).unwrap().close();
+    let st = resume(cfg, &srv);
     assert_eq!((st.batches_found_present, st.rows_sent, st.spool_files), (1, 3, 0), "{st:?}");
     assert!(!srv.requests().iter().any(Req::is_insert));
     let _ = fs::remove_dir_all(&dir);
@@ -283,13 +298,7 @@ fn a_batch_found_present_is_not_sent_again() {
 #[test]
 fn a_partly_present_batch_sends_only_missing_rows() {
     let dir = tmpdir("partial");
-    let mut cfg = config(closed_port(), &dir);
-    cfg.close_timeout = Duration::ZERO;
-    let h = ClickHouseSink::start(cfg.clone()).unwrap();
-    for i in 0..3 {
-        h.try_send(flow(i));
-    }
-    h.close();
+    let cfg = spooled(&dir, 0..3);
     let srv = FakeServer::start(Box::new(|r| {
         if r.body.contains("system.processes") {
             (200, "0\n".into())
@@ -300,29 +309,18 @@ fn a_partly_present_batch_sends_only_missing_rows() {
             (200, String::new())
         }
     }));
-    cfg.url = srv.url();
-    cfg.close_timeout = Duration::from_secs(5);
-    let st = ClickHouseSink::start(cfg).unwrap().close();
+    let st = resume(cfg, &srv);
     assert_eq!((st.batches_partial, st.spool_files), (1, 0), "{st:?}");
-    let ins: Vec<Req> = srv.requests().into_iter().filter(Req::is_insert).collect();
-    assert_eq!(ins.len(), 1);
-    let rows: Vec<u64> = ins[0]
-        .body
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["batch_row"].as_u64().unwrap())
-        .collect();
-    assert_eq!(rows, [0, 2]);
+    let reqs = srv.requests();
+    assert_eq!(reqs.iter().filter(|r| r.is_insert()).count(), 1);
+    assert_eq!(inserted(&reqs, "batch_row"), [0, 2]);
     let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_insert_still_running_is_waited_for() {
     let dir = tmpdir("running");
-    let mut cfg = config(closed_port(), &dir);
-    cfg.close_timeout = Duration::ZERO;
-    let h = ClickHouseSink::start(cfg.clone()).unwrap();
-    h.try_send(flow(1));
-    h.close();
+    let cfg = spooled(&dir, 1..2);
     let polls = Arc::new(AtomicU64::new(0));
     let p = polls.clone();
     let srv = FakeServer::start(Box::new(move |r| {
@@ -335,9 +333,7 @@ fn an_insert_still_running_is_waited_for() {
             (200, String::new())
         }
     }));
-    cfg.url = srv.url();
-    cfg.close_timeout = Duration::from_secs(5);
-    let st = ClickHouseSink::start(cfg).unwrap().close();
+    let st = resume(cfg, &srv);
     assert_eq!((st.batches_found_present, st.send_failures, st.spool_files), (1, 2, 0), "{st:?}");
     assert_eq!(polls.load(Ordering::Relaxed), 3);
     let _ = fs::remove_dir_all(&dir);
