@@ -590,16 +590,7 @@ impl Tx {
                 });
                 start = c.end;
             }
-            let mut hdrs: Vec<libc::mmsghdr> = iovs
-                .iter_mut()
-                .map(|iov| {
-                    // SAFETY: all-zero is a valid mmsghdr (null name/control).
-                    let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
-                    h.msg_hdr.msg_iov = iov;
-                    h.msg_hdr.msg_iovlen = 1;
-                    h
-                })
-                .collect();
+            let mut hdrs = mmsg_headers(&mut iovs);
             // SAFETY: hdrs/iovs point into self.buf, alive for the call.
             let rc = unsafe { libc::sendmmsg(self.fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
             if rc < 0 {
@@ -645,16 +636,7 @@ fn recv_mmsg(fd: RawFd, rx: &mut Rx, lens: &mut Vec<(usize, bool)>) -> Result<()
         .chunks_exact_mut(slot_size)
         .map(|s| libc::iovec { iov_base: s.as_mut_ptr().cast(), iov_len: s.len() })
         .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid mmsghdr (null name/control).
-            let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
+    let mut hdrs = mmsg_headers(&mut iovs);
     let mut retries = 0;
     loop {
         // SAFETY: hdrs/iovs describe writable slab memory alive for the call.
@@ -878,6 +860,19 @@ pub(crate) fn poll_in(fd: RawFd, timeout: Duration) -> Result<bool, NfqError> {
         return Err(NfqError::Io { op: "poll", source: e });
     }
     Ok(rc > 0)
+}
+
+/// One `mmsghdr` per buffer, for sendmmsg/recvmmsg (no address, no control data).
+fn mmsg_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr (null name/control).
+            let mut h: libc::mmsghdr = unsafe { mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect()
 }
 
 #[cfg(test)]
