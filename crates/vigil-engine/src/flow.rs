@@ -1,6 +1,6 @@
 //! A flow: both directions of one conversation, keyed by a direction-free 5-tuple.
 
-use crate::policy::RuleAction;
+use crate::policy::{PolicyMatch, RuleAction};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -78,14 +78,19 @@ pub struct FlowDecision {
     pub action: RuleAction,
     /// Name of the rule that decided, None for the policy default.
     pub rule: Option<Arc<str>>,
-    /// No later packet can change it: the flow may be handed to the kernel.
-    pub is_final: bool,
     /// The packet mark of a `mark` rule.
     pub mark: Option<u32>,
     /// Report this flow (the rule's `log`).
     pub log: bool,
     /// Reject answers sent so far.
     pub answers: u8,
+}
+
+impl FlowDecision {
+    /// The decision a policy match makes (no reject answer sent yet).
+    pub fn from_match(m: PolicyMatch) -> FlowDecision {
+        FlowDecision { action: m.action, rule: m.rule, mark: m.mark, log: m.log, answers: 0 }
+    }
 }
 
 #[derive(Debug)]

@@ -249,14 +249,7 @@ impl Pipeline {
                 stats.revoked += 1;
                 flow.offloaded = false;
             }
-            flow.decision = Some(FlowDecision {
-                action: m.action,
-                rule: m.rule,
-                is_final: true,
-                mark: m.mark,
-                log: m.log,
-                answers: 0,
-            });
+            flow.decision = Some(FlowDecision::from_match(m));
         });
     }
 
@@ -404,14 +397,7 @@ impl Pipeline {
                     self.events.push(Event::Revoke(connection(flow)));
                     self.stats.revoked += 1;
                 }
-                flow.decision = Some(FlowDecision {
-                    action: m.action,
-                    rule: m.rule,
-                    is_final: true,
-                    mark: m.mark,
-                    log: m.log,
-                    answers: 0,
-                });
+                flow.decision = Some(FlowDecision::from_match(m));
             }
         }
         if let Some(reason) = ended {
@@ -454,7 +440,7 @@ impl Pipeline {
         // A flow still being classified stays in userspace: offloading it would blind the
         // classifier. Marked flows stay too: every packet must carry the mark.
         let classified = flow.classifier.is_none();
-        let offload = offload_enabled && d.is_final && classified && d.action == RuleAction::Allow && !flow.offloaded;
+        let offload = offload_enabled && classified && d.action == RuleAction::Allow && !flow.offloaded;
         if offload {
             flow.offloaded = true;
             self.stats.flows_offloaded += 1;
