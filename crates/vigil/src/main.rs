@@ -74,14 +74,8 @@ enum Command {
     },
     /// List stored sessions, newest first (from the database in `[report] sqlite`).
     Sessions {
-        #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
-        config: PathBuf,
-        /// Start of the window: "24h", "7d", "30m" ago, or an RFC 3339 time.
-        #[arg(long, default_value = "24h")]
-        since: String,
-        /// End of the window (default: now).
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        store: StoreWindow,
         /// Client address or network.
         #[arg(long)]
         client: Option<String>,
@@ -104,12 +98,8 @@ enum Command {
     Report {
         /// top-apps, top-categories, top-clients, top-domains, blocked, blocked-rules, dns.
         kind: ReportKind,
-        #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
-        config: PathBuf,
-        #[arg(long, default_value = "24h")]
-        since: String,
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        store: StoreWindow,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long, short, value_enum, default_value = "table")]
@@ -150,23 +140,36 @@ fn render<T: vigil_report::format::Tabular + serde::Serialize>(rows: &[T], forma
 }
 
 /// The report database named by a config, opened read-only.
-fn report_db(config: &std::path::Path) -> Result<vigil_report::Reader> {
-    let cfg = Config::load(config)?.config;
-    let path = cfg
-        .report
-        .sqlite
-        .with_context(|| format!("{}: [report] sqlite is not set: vigil stores no sessions", config.display()))?;
-    vigil_report::Reader::open(&path).with_context(|| format!("cannot open the report database {}", path.display()))
+/// The report database (named by the config) and the time window of `vigil sessions` / `report`.
+#[derive(clap::Args)]
+struct StoreWindow {
+    #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
+    config: PathBuf,
+    /// Start of the window: "24h", "7d", "30m" ago, or an RFC 3339 time.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// End of the window (default: now).
+    #[arg(long)]
+    until: Option<String>,
 }
 
-fn window(since: &str, until: Option<&str>) -> Result<(i64, i64)> {
-    let now = vigil_engine::Timestamp::now().micros() as i64;
-    let since = vigil_report::parse_since(since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
-    let until = match until {
-        Some(u) => vigil_report::parse_time(u, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
-        None => now,
-    };
-    Ok((since, until))
+impl StoreWindow {
+    /// The database in `[report] sqlite`, and the window as [since, until) in microseconds.
+    fn open(&self) -> Result<(vigil_report::Reader, i64, i64)> {
+        let cfg = Config::load(&self.config)?.config;
+        let path = cfg.report.sqlite.with_context(|| {
+            format!("{}: [report] sqlite is not set: vigil stores no sessions", self.config.display())
+        })?;
+        let db = vigil_report::Reader::open(&path)
+            .with_context(|| format!("cannot open the report database {}", path.display()))?;
+        let now = vigil_engine::Timestamp::now().micros() as i64;
+        let since = vigil_report::parse_since(&self.since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+        let until = match &self.until {
+            Some(u) => vigil_report::parse_time(u, now).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+            None => now,
+        };
+        Ok((db, since, until))
+    }
 }
 
 #[derive(Subcommand)]
@@ -345,9 +348,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Sessions { config, since, until, client, app, category, hostname, verdict, limit, format } => {
-            let db = report_db(&config)?;
-            let (since, until) = window(&since, until.as_deref())?;
+        Command::Sessions { store, client, app, category, hostname, verdict, limit, format } => {
+            let (db, since, until) = store.open()?;
             let client = client.map(|c| c.parse()).transpose().map_err(|e| anyhow::anyhow!("--client: {e}"))?;
             let f = vigil_report::SessionFilter {
                 since: Some(since),
@@ -362,9 +364,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             print!("{}", render(&db.sessions(&f)?, format));
             Ok(())
         }
-        Command::Report { kind, config, since, until, limit, format } => {
-            let db = report_db(&config)?;
-            let (since, until) = window(&since, until.as_deref())?;
+        Command::Report { kind, store, limit, format } => {
+            let (db, since, until) = store.open()?;
             use vigil_report::Dim;
             let out = match kind {
                 ReportKind::TopApps => render(&db.top(Dim::Apps, since, until, limit)?, format),
