@@ -22,7 +22,7 @@
 use crate::packed::{self, PackState};
 use crate::retention::{self, Retention, RetentionReport};
 use crate::rows::{BlockRow, DnsRow, Record, SessionRow};
-use crate::schema::{self, DAY_US, HOUR_US};
+use crate::schema;
 use crate::Error;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -325,15 +325,15 @@ impl Writer {
     }
 }
 
-/// Rollup deltas of one batch: (daily?, bucket, dim index, key) -> (sessions, bytes).
-type RollupDeltas = HashMap<(bool, i64, usize, String), (i64, i64)>;
+/// Rollup deltas of one batch: (level in packed::LEVELS, bucket, dim index, key) -> (sessions, bytes).
+type RollupDeltas = HashMap<(usize, i64, usize, String), (i64, i64)>;
 
 fn add_delta(acc: &mut RollupDeltas, first_seen: i64, dim: usize, key: &str, sessions: i64, bytes: i64) {
     if sessions == 0 && bytes == 0 {
         return;
     }
-    for (daily, bucket) in [(false, HOUR_US), (true, DAY_US)] {
-        let e = acc.entry((daily, first_seen.div_euclid(bucket) * bucket, dim, key.to_string())).or_default();
+    for (level, (span, _, _)) in packed::LEVELS.iter().enumerate() {
+        let e = acc.entry((level, first_seen.div_euclid(*span) * span, dim, key.to_string())).or_default();
         e.0 += sessions;
         e.1 += bytes;
     }
@@ -492,28 +492,28 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Record], packed: &Pack
                 Record::Block(b) => insert_block_row(&mut insert_block, b)?,
             }
         }
-        let mut up_hour = tx.prepare_cached(
-            "INSERT INTO rollup_hourly (dim, hour, key, sessions, bytes) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (dim, hour, key) DO UPDATE SET sessions = sessions + excluded.sessions, \
-             bytes = bytes + excluded.bytes",
-        )?;
-        let mut up_day = tx.prepare_cached(
-            "INSERT INTO rollup_daily (dim, day, key, sessions, bytes) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (dim, day, key) DO UPDATE SET sessions = sessions + excluded.sessions, \
-             bytes = bytes + excluded.bytes",
-        )?;
+        let mut ups = packed::LEVELS
+            .iter()
+            .map(|(_, table, col)| {
+                tx.prepare_cached(&format!(
+                    "INSERT INTO {table} (dim, {col}, key, sessions, bytes) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (dim, {col}, key) DO UPDATE SET sessions = sessions + excluded.sessions, \
+                     bytes = bytes + excluded.bytes"
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut up_late = tx.prepare_cached(
             "INSERT INTO rollup_late (dim, span, start, key, sessions, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (dim, span, start, key) DO UPDATE SET sessions = sessions + excluded.sessions, \
              bytes = bytes + excluded.bytes",
         )?;
-        for ((daily, bucket, dim, key), (sessions, bytes)) in deltas {
+        for ((level, bucket, dim, key), (sessions, bytes)) in deltas {
             if sessions == 0 && bytes == 0 {
                 continue;
             }
-            let (stmt, span) = if daily { (&mut up_day, DAY_US) } else { (&mut up_hour, HOUR_US) };
+            let span = packed::LEVELS[level].0;
             let dim = schema::ROLLUP_DIMS[dim].0;
-            stmt.execute(params![dim, bucket, key, sessions, bytes])?;
+            ups[level].execute(params![dim, bucket, key, sessions, bytes])?;
             if packed.contains(span, bucket) {
                 up_late.execute(params![dim, span, bucket, key, sessions, bytes])?;
             }
