@@ -37,21 +37,22 @@ impl L4Proto {
             L4Proto::Other(n) => n,
         }
     }
-    /// Lower-case name as used in configs and reports ("tcp", "udp", "icmp", "ipv6-icmp", "sctp"...).
+    /// Lower-case name as used in configs and reports: the IANA keyword ("tcp", "udp", "icmp",
+    /// "igmp", "gre", "esp", "ospf", "sctp"...; "icmpv6" for 58), "ip-N" for unnamed numbers.
     pub fn name(self) -> std::borrow::Cow<'static, str> {
         match self {
             L4Proto::Tcp => "tcp".into(),
             L4Proto::Udp => "udp".into(),
             L4Proto::Icmp => "icmp".into(),
             L4Proto::Icmpv6 => "icmpv6".into(),
-            L4Proto::Other(47) => "gre".into(),
-            L4Proto::Other(50) => "esp".into(),
-            L4Proto::Other(51) => "ah".into(),
-            L4Proto::Other(132) => "sctp".into(),
-            L4Proto::Other(n) => format!("ip-{n}").into(),
+            L4Proto::Other(n) => match IP_PROTOCOL_NAMES.iter().find(|(num, _)| *num == n) {
+                Some((_, name)) => (*name).into(),
+                None => format!("ip-{n}").into(),
+            },
         }
     }
-    /// Parses a config name or a protocol number.
+    /// Parses a config name (a name [`L4Proto::name`] prints, or a common alias), "ip-N" or a
+    /// protocol number.
     pub fn from_name(s: &str) -> Option<Self> {
         let s = s.trim().to_ascii_lowercase();
         Some(match s.as_str() {
@@ -59,14 +60,36 @@ impl L4Proto {
             "udp" => L4Proto::Udp,
             "icmp" => L4Proto::Icmp,
             "icmpv6" | "ipv6-icmp" | "icmp6" => L4Proto::Icmpv6,
-            "gre" => L4Proto::Other(47),
-            "esp" => L4Proto::Other(50),
-            "ah" => L4Proto::Other(51),
-            "sctp" => L4Proto::Other(132),
-            other => L4Proto::from_number(other.strip_prefix("ip-").unwrap_or(other).parse().ok()?),
+            "ospfigp" => L4Proto::Other(89),
+            "ipv4" | "ipencap" => L4Proto::Other(4),
+            other => match IP_PROTOCOL_NAMES.iter().find(|(_, name)| *name == other) {
+                Some(&(n, _)) => L4Proto::Other(n),
+                None => L4Proto::from_number(other.strip_prefix("ip-").unwrap_or(other).parse().ok()?),
+            },
         })
     }
 }
+
+/// Names of the other IP protocols a gateway commonly forwards (IANA "Assigned Internet Protocol
+/// Numbers" keywords, lower case; "ospf" and "ipip" as admins write them), so that reports and
+/// configs say "igmp" rather than "ip-2".
+const IP_PROTOCOL_NAMES: &[(u8, &str)] = &[
+    (2, "igmp"),
+    (4, "ipip"),
+    (33, "dccp"),
+    (41, "ipv6"),
+    (46, "rsvp"),
+    (47, "gre"),
+    (50, "esp"),
+    (51, "ah"),
+    (88, "eigrp"),
+    (89, "ospf"),
+    (103, "pim"),
+    (112, "vrrp"),
+    (115, "l2tp"),
+    (132, "sctp"),
+    (136, "udplite"),
+];
 
 /// What the pipeline needs from one packet. Ports are 0 where the protocol has none; for ICMP
 /// echo the identifier stands in for both ports so that pings form flows.
@@ -275,5 +298,18 @@ mod tests {
         }
         assert_eq!(L4Proto::from_name("17"), Some(L4Proto::Udp));
         assert_eq!(L4Proto::from_name("bogus"), None);
+    }
+
+    #[test]
+    fn every_ip_protocol_number_round_trips_and_common_ones_have_names() {
+        for n in 0..=255u8 {
+            let p = L4Proto::from_number(n);
+            assert_eq!(L4Proto::from_name(&p.name()), Some(p), "{n}");
+            assert_eq!(L4Proto::from_name(&format!("ip-{n}")), Some(p), "{n}");
+        }
+        assert_eq!(L4Proto::Other(2).name(), "igmp");
+        assert_eq!(L4Proto::Other(89).name(), "ospf");
+        assert_eq!(L4Proto::from_name("OSPFIGP"), Some(L4Proto::Other(89)));
+        assert_eq!(L4Proto::Other(99).name(), "ip-99");
     }
 }

@@ -305,7 +305,8 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
-/// An L4 protocol by name ("tcp", "udp", "icmp", "icmpv6", "sctp", "gre", "esp") or number.
+/// An L4 protocol by name ("tcp", "udp", "icmp", "icmpv6", "gre", "esp", "igmp"... see
+/// `L4Proto::from_name`) or number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L4Name(pub L4Proto);
 
@@ -314,7 +315,7 @@ impl<'de> Deserialize<'de> for L4Name {
         let s = String::deserialize(d)?;
         L4Proto::from_name(&s).map(L4Name).ok_or_else(|| {
             de::Error::custom(format!(
-                "unknown L4 protocol `{s}` (use tcp, udp, icmp, icmpv6, sctp, gre, esp or a number)"
+                "unknown L4 protocol `{s}` (use a name such as tcp, udp, icmp, icmpv6, gre, esp, ah, sctp, igmp, ospf, vrrp, or a number 0-255)"
             ))
         })
     }
