@@ -2,8 +2,8 @@
 """Independent JA4 of every TLS ClientHello in a pcap, to cross-check `vigil replay`.
 
 Written from the public JA4 spec (FoxIO, technical_details/JA4.md), sharing no code with vigil:
-classic pcap only (Ethernet or raw IP), TCP client streams reassembled by sequence number,
-QUIC v1 Initial packets decrypted (RFC 9001, needs the `cryptography` package) and their CRYPTO
+classic pcap only (Ethernet with VLAN tags, Linux cooked, loopback or raw IP), TCP client streams reassembled by sequence number,
+QUIC v1, v2 (RFC 9369) and draft 27-34 Initial packets decrypted (RFC 9001, needs the `cryptography` package) and their CRYPTO
 frames put back in offset order.
 
 Usage: python3 scripts/ja4_check.py FILE.pcap...   prints: file proto client_port sni alpn ja4
@@ -13,6 +13,23 @@ import struct
 import sys
 
 GREASE = {0x0A0A + 0x1010 * i for i in range(16)}
+
+
+def link_payload(linktype, frame):
+    """The IP packet inside one captured frame, or None (other link types, non-IP, VLAN-tagged
+    Ethernet unwrapped)."""
+    if linktype == 1:  # Ethernet, with any 802.1Q/802.1ad tags
+        etype, frame = struct.unpack(">H", frame[12:14])[0], frame[14:]
+        while etype in (0x8100, 0x88A8) and len(frame) >= 4:
+            etype, frame = struct.unpack(">H", frame[2:4])[0], frame[4:]
+        return frame if etype in (0x0800, 0x86DD) else None
+    if linktype == 113:  # Linux cooked v1: 16-byte header, protocol last
+        return frame[16:] if struct.unpack(">H", frame[14:16])[0] in (0x0800, 0x86DD) else None
+    if linktype == 0:  # BSD loopback: 4-byte address family in host order
+        return frame[4:]
+    if linktype in (12, 14, 101, 228, 229):  # raw IP
+        return frame
+    return None
 
 
 def packets(path):
@@ -25,15 +42,20 @@ def packets(path):
         _, _, incl, _ = struct.unpack(endian + "IIII", data[off : off + 16])
         frame = data[off + 16 : off + 16 + incl]
         off += 16 + incl
-        if linktype == 1:  # Ethernet (no VLAN in these captures)
-            etype, frame = struct.unpack(">H", frame[12:14])[0], frame[14:]
-            if etype not in (0x0800, 0x86DD):
-                continue
+        frame = link_payload(linktype, frame)
+        if not frame or len(frame) < 20:
+            continue
         if frame[0] >> 4 == 4:
             ihl, proto = (frame[0] & 15) * 4, frame[9]
+            if struct.unpack(">H", frame[6:8])[0] & 0x1FFF:
+                continue  # a later fragment: no L4 header
             src, dst, l4 = frame[12:16], frame[16:20], frame[ihl : struct.unpack(">H", frame[2:4])[0]]
-        else:
+        elif frame[0] >> 4 == 6 and len(frame) >= 40:
             proto, src, dst, l4 = frame[6], frame[8:24], frame[24:40], frame[40 : 40 + struct.unpack(">H", frame[4:6])[0]]
+        else:
+            continue
+        if len(l4) < (20 if proto == 6 else 8):
+            continue  # truncated capture or extension headers this reader does not walk
         yield proto, src, dst, l4
 
 
@@ -85,7 +107,16 @@ def quic_client_hellos(path):
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    salt = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+    from cryptography.exceptions import InvalidTag
+
+    v1_salt = "38762cf7f55934b34d179ae6a4c80cadccbb7f0a"  # RFC 9001 §5.2
+    draft29_salt = "afbfec289993d24c9e9786f19c6111e04390a899"  # draft-ietf-quic-tls-29..32
+    draft27_salt = "c3eef712c72ebb5a11a7d2432bb46365bef9f502"  # draft-ietf-quic-tls-23..28
+    # version -> (initial salt, HKDF label prefix, long-header type of Initial packets)
+    versions = {1: (v1_salt, b"quic ", 0), 0x6B3343CF: ("0dede3def700a6db819381be6e269dcbf9bd2ed9", b"quicv2 ", 1)}
+    versions.update({0xFF000000 + d: (v1_salt, b"quic ", 0) for d in (33, 34)})
+    versions.update({0xFF000000 + d: (draft29_salt, b"quic ", 0) for d in (29, 30, 31, 32)})
+    versions.update({0xFF000000 + d: (draft27_salt, b"quic ", 0) for d in (27, 28)})
     crypto = {}  # (src, sport, dcid) -> {offset: data}
     for proto, src, dst, l4 in packets(path):
         if proto != 17:
@@ -98,16 +129,18 @@ def quic_client_hellos(path):
             i = 6 + dgram[5]
             i += 1 + dgram[i]  # scid
             ptype = (dgram[0] >> 4) & 3
-            if ptype == 0:
+            salt, label, initial_type = versions.get(version, (None, b"", 0))
+            if salt and ptype == initial_type:
                 toklen, i = varint(dgram, i)
                 i += toklen
             length, pn_off = varint(dgram, i)
             pkt, dgram = dgram[: pn_off + length], dgram[pn_off + length :]
-            if version != 1 or ptype != 0:
+            if not salt or ptype != initial_type:
                 continue
-            initial = hmac.new(salt, dcid, "sha256").digest()
+            initial = hmac.new(bytes.fromhex(salt), dcid, "sha256").digest()
             client = hkdf_label(initial, b"client in", 32)
-            key, iv, hp = hkdf_label(client, b"quic key", 16), hkdf_label(client, b"quic iv", 12), hkdf_label(client, b"quic hp", 16)
+            key, iv, hp = (hkdf_label(client, label + b"key", 16), hkdf_label(client, label + b"iv", 12),
+                           hkdf_label(client, label + b"hp", 16))
             enc = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
             mask = enc.update(pkt[pn_off + 4 : pn_off + 20]) + enc.finalize()
             first = pkt[0] ^ (mask[0] & 0x0F)
@@ -115,7 +148,10 @@ def quic_client_hellos(path):
             pn = bytes(a ^ b for a, b in zip(pkt[pn_off : pn_off + pnlen], mask[1:]))
             header = bytes([first]) + pkt[1:pn_off] + pn
             nonce = bytes(a ^ b for a, b in zip(iv, b"\x00" * (12 - pnlen) + pn))
-            plain = AESGCM(key).decrypt(nonce, pkt[pn_off + pnlen :], header)
+            try:
+                plain = AESGCM(key).decrypt(nonce, pkt[pn_off + pnlen :], header)
+            except InvalidTag:
+                continue  # a server's Initial (keyed by the server's CIDs), not a client's
             j = 0
             while j < len(plain):
                 ftype, j = varint(plain, j)
