@@ -13,7 +13,8 @@
 # VIGIL_CAPTURE_OUT=DIR writes the captures elsewhere; VIGIL_CAPTURE_KEEP=1 keeps the servers'
 # and clients' logs (the temp dir) for debugging.
 # Scenarios: chromium_tls chromium_quic curl_tls13 curl_tls13_ipv6 curl_tls12 curl_http
-#            dig_udp dig_tcp dig_dot dig_doh ssh firefox_tls
+#            dig_udp dig_tcp dig_dot dig_doh ssh firefox_tls firefox_quic firefox_quic_gso wget_tls
+#            gnutls_cli python_urllib ssh_ipv6 ssh_port2222 curl_h2c dig_https dig_tcp_aaaa
 # A scenario whose client cannot be installed is skipped with a message.
 set -euo pipefail
 
@@ -102,6 +103,10 @@ in_c ip link set "$VC" up
 if need ethtool ethtool; then
     in_s ethtool -K "$VS" tso off gso off gro off >/dev/null 2>&1 || true
     in_c ethtool -K "$VC" tso off gso off gro off >/dev/null 2>&1 || true
+    # Likewise UDP GSO (Firefox's QUIC stack sends several datagrams per send call): without this
+    # tcpdump records one IP packet holding two QUIC datagrams back to back.
+    in_s ethtool -K "$VS" tx-udp-segmentation off >/dev/null 2>&1 || true
+    in_c ethtool -K "$VC" tx-udp-segmentation off >/dev/null 2>&1 || true
 else
     log "no ethtool: TCP segments may be recorded larger than the MTU"
 fi
@@ -111,7 +116,8 @@ mkdir -p "/etc/netns/$NS_C"
 cat >"/etc/netns/$NS_C/hosts" <<EOF
 127.0.0.1 localhost
 $S4 www.example-shop.test video.example-stream.test api.example-shop.test legacy.example-shop.test
-$S4 plain.example-shop.test shop.example-ff.test
+$S4 plain.example-shop.test shop.example-ff.test quic.example-ff.test dl.example-shop.test
+$S4 gnutls.example-shop.test py.example-shop.test
 EOF
 echo "nameserver $S4" >"/etc/netns/$NS_C/resolv.conf"
 for _ in $(seq 50); do
@@ -149,13 +155,16 @@ wait_listen() { # PROTO(t|u) PORT
 }
 
 # s_server PORT ALPN...: an openssl TLS server (-www answers HTTP/1 GETs with a status page).
+# S_CERT=NAME uses $TMP/NAME.pem and $TMP/NAME.key instead of the shared self-signed certificate.
 s_server() {
     local port="$1"
     shift
     local alpn=()
     [ $# -gt 0 ] && alpn=(-alpn "$1")
-    bg "s_server_$port" ip netns exec "$NS_S" openssl s_server -accept "$port" -cert "$TMP/cert.pem" \
-        -key "$TMP/key.pem" -www "${alpn[@]}"
+    local cert="$TMP/cert.pem" key="$TMP/key.pem"
+    [ -n "${S_CERT:-}" ] && cert="$TMP/$S_CERT.pem" key="$TMP/$S_CERT.key"
+    bg "s_server_$port" ip netns exec "$NS_S" openssl s_server -accept "$port" -cert "$cert" \
+        -key "$key" -www "${alpn[@]}"
     SERVER_PID=$BG_PID
     wait_listen t "$port"
 }
@@ -256,11 +265,13 @@ sc_curl_http() {
     stop "$srv"
 }
 
+# dns_server [DNSMASQ-OPTION...]: dnsmasq answering *.example.test with the server's address,
+# plus whatever records the options add.
 dns_server() {
     need dnsmasq dnsmasq || return 1
     bg dnsmasq ip netns exec "$NS_S" dnsmasq --no-daemon --conf-file=/dev/null --no-resolv --no-hosts \
         --user=root --pid-file="$TMP/dnsmasq.pid" --listen-address="$S4" --bind-interfaces \
-        --address=/example.test/"$S4"
+        --address=/example.test/"$S4" "$@"
     DNS_PID=$BG_PID
     wait_listen u 53
 }
@@ -295,13 +306,18 @@ sc_dig_doh() {
     stop "$SERVER_PID"
 }
 
-sc_ssh() {
-    need ssh openssh-client || { log "skip ssh: no ssh client"; return; }
-    need /usr/sbin/sshd openssh-server || { log "skip ssh: no sshd"; return; }
-    ssh-keygen -q -t ed25519 -N "" -f "$TMP/ssh_host_ed25519_key"
+# ssh_scenario NAME PORT LISTEN-ADDRESS SSH-ARG...: sshd on LISTEN-ADDRESS:PORT (same build as
+# the client, throwaway ed25519 host key) and one ssh login attempt, which fails (BatchMode, no key
+# accepted): banners and KEXINIT are what matter.
+ssh_scenario() {
+    local name="$1" port="$2" listen="$3"
+    shift 3
+    need ssh openssh-client || { log "skip $name: no ssh client"; return; }
+    need /usr/sbin/sshd openssh-server || { log "skip $name: no sshd"; return; }
+    [ -f "$TMP/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$TMP/ssh_host_ed25519_key"
     cat >"$TMP/sshd_config" <<EOF
-Port 22
-ListenAddress $S4
+Port $port
+ListenAddress $listen
 HostKey $TMP/ssh_host_ed25519_key
 PidFile $TMP/sshd.pid
 UsePAM no
@@ -310,24 +326,28 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 EOF
     mkdir -p /run/sshd
-    bg sshd ip netns exec "$NS_S" /usr/sbin/sshd -D -e -f "$TMP/sshd_config"
+    bg "sshd_$name" ip netns exec "$NS_S" /usr/sbin/sshd -D -e -f "$TMP/sshd_config"
     local srv=$BG_PID
-    wait_listen t 22
-    # Authentication fails (BatchMode, no key accepted): banners and KEXINIT are what matter.
-    capture ssh "tcp port 22" 30 1 timeout 10 ssh -o BatchMode=yes -o StrictHostKeyChecking=no \
-        -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -F /dev/null nobody@"$S4" true
+    wait_listen t "$port"
+    capture "$name" "tcp port $port" 30 1 timeout 10 ssh -o BatchMode=yes -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -F /dev/null "$@"
     stop "$srv"
 }
 
-sc_firefox_tls() {
-    command -v firefox-esr >/dev/null 2>&1 || need firefox-esr firefox-esr ||
-        { log "skip firefox_tls: firefox-esr not installable"; return; }
-    s_server 443 h2,http/1.1
-    local prof
-    prof="$(mktemp -d "$TMP/ff.XXXXXX")"
-    # Quiet profile: no telemetry, captive-portal, update or DoH traffic (there is nowhere for
-    # it to go anyway: the client namespace only reaches the server).
-    cat >"$prof/user.js" <<'EOF'
+sc_ssh() { ssh_scenario ssh 22 "$S4" nobody@"$S4" true; }
+
+# The same over IPv6, and on a port that is not SSH's: vigil should name SSH from the banner.
+sc_ssh_ipv6() { ssh_scenario ssh_ipv6 22 "$S6" -6 nobody@"$S6" true; }
+
+sc_ssh_port2222() { ssh_scenario ssh_port2222 2222 "$S4" -p 2222 nobody@"$S4" true; }
+
+# ff_profile: a fresh quiet Firefox profile in FF_PROF (no telemetry, captive-portal, update or
+# DoH traffic; there is nowhere for it to go anyway: the client namespace only reaches the server).
+# Extra user.js lines come on stdin.
+ff_profile() {
+    FF_PROF="$(mktemp -d "$TMP/ff.XXXXXX")"
+    {
+        cat <<'EOF'
 user_pref("network.captive-portal-service.enabled", false);
 user_pref("network.connectivity-service.enabled", false);
 user_pref("network.trr.mode", 5);
@@ -338,20 +358,152 @@ user_pref("browser.safebrowsing.malware.enabled", false);
 user_pref("browser.safebrowsing.phishing.enabled", false);
 user_pref("extensions.update.enabled", false);
 user_pref("browser.shell.checkDefaultBrowser", false);
-user_pref("network.http.http3.enable", false);
 user_pref("browser.newtabpage.enabled", false);
 user_pref("browser.startup.homepage", "about:blank");
 user_pref("network.dns.disablePrefetch", true);
 user_pref("network.prefetch-next", false);
 EOF
-    capture firefox_tls "tcp port 443 and host $S4" 30 2 env HOME="$prof" MOZ_HEADLESS=1 \
-        timeout 25 firefox-esr --headless --no-remote --profile "$prof" \
-        --screenshot "$prof/shot.png" https://shop.example-ff.test/
+        cat
+    } >"$FF_PROF/user.js"
+}
+
+have_firefox() {
+    command -v firefox-esr >/dev/null 2>&1 || need firefox-esr firefox-esr
+}
+
+sc_firefox_tls() {
+    have_firefox || { log "skip firefox_tls: firefox-esr not installable"; return; }
+    s_server 443 h2,http/1.1
+    ff_profile <<<'user_pref("network.http.http3.enable", false);'
+    capture firefox_tls "tcp port 443 and host $S4" 30 2 env HOME="$FF_PROF" MOZ_HEADLESS=1 \
+        timeout 25 firefox-esr --headless --no-remote --profile "$FF_PROF" \
+        --screenshot "$FF_PROF/shot.png" https://shop.example-ff.test/
     stop "$SERVER_PID"
 }
 
+# firefox_quic_capture NAME MAXPACKETS: Firefox's first HTTP/3 attempt to quic.example-ff.test.
+firefox_quic_capture() {
+    local name="$1" max="$2"
+    have_firefox || { log "skip $name: firefox-esr not installable"; return; }
+    need socat socat || { log "skip $name: no socat for the UDP sink"; return; }
+    # As for chromium_quic, no QUIC server: Firefox's (neqo's) Initial datagrams are what matter.
+    # The testing Alt-Svc mapping makes Firefox go to h3 at once, without a first TCP answer.
+    bg quic_sink ip netns exec "$NS_S" socat -u UDP-RECV:443 /dev/null
+    local sink=$BG_PID
+    wait_listen u 443
+    ff_profile <<'EOF'
+user_pref("network.http.http3.enable", true);
+user_pref("network.http.http3.alt-svc-mapping-for-testing", "quic.example-ff.test;h3=:443");
+user_pref("network.http.http3.force-use-alt-svc-mapping-for-testing", true);
+user_pref("network.http.http3.disable_when_third_party_roots_found", false);
+EOF
+    capture "$name" "udp port 443 and host $S4" "$max" 1 env HOME="$FF_PROF" MOZ_HEADLESS=1 \
+        timeout 8 firefox-esr --headless --no-remote --profile "$FF_PROF" \
+        --screenshot "$FF_PROF/shot.png" https://quic.example-ff.test/
+    stop "$sink"
+}
+
+# Its ClientHello spans two Initial datagrams, sent together; the capture keeps the first send and
+# two retransmissions (at 0.3 s and 0.9 s; at 4.7 s Firefox opens a second connection).
+sc_firefox_quic() { firefox_quic_capture firefox_quic 6; }
+
+# The same with UDP segmentation offload left on, as tcpdump on the client's own host records
+# it: Firefox hands the kernel its two Initial datagrams in one send (UDP GSO), the capture holds
+# one 2.5 KB IP packet whose UDP payload is both datagrams back to back (which reads as two
+# coalesced Initial packets).
+sc_firefox_quic_gso() {
+    in_s ethtool -K "$VS" tx-udp-segmentation on >/dev/null 2>&1 || true
+    in_c ethtool -K "$VC" tx-udp-segmentation on >/dev/null 2>&1 || true
+    firefox_quic_capture firefox_quic_gso 3
+    in_s ethtool -K "$VS" tx-udp-segmentation off >/dev/null 2>&1 || true
+    in_c ethtool -K "$VC" tx-udp-segmentation off >/dev/null 2>&1 || true
+}
+
+# wget (GnuTLS): the handshake and the status page of openssl s_server.
+sc_wget_tls() {
+    need wget wget || { log "skip wget_tls: no wget"; return; }
+    s_server 443 http/1.1
+    capture wget_tls "tcp port 443" 40 2 wget -q -O /dev/null --tries=1 --timeout=5 \
+        --no-check-certificate https://dl.example-shop.test/files/a.txt
+    stop "$SERVER_PID"
+}
+
+# gnutls-cli with its default priorities (no ALPN unless asked), sending one HTTP/1.0 request.
+sc_gnutls_cli() {
+    need gnutls-cli gnutls-bin || { log "skip gnutls_cli: gnutls-cli not installable"; return; }
+    s_server 443 http/1.1
+    capture gnutls_cli "tcp port 443" 40 2 sh -c 'printf "GET / HTTP/1.0\r\nHost: gnutls.example-shop.test\r\n\r\n" |
+        timeout 5 gnutls-cli --insecure --port 443 gnutls.example-shop.test'
+    stop "$SERVER_PID"
+}
+
+# Debian's Python with its OpenSSL 3 (urllib's default context, so ALPN http/1.1 and certificate
+# checks against the test CA: a certificate for the name, trusted through SSL_CERT_FILE).
+sc_python_urllib() {
+    local py=/usr/bin/python3
+    [ -x "$py" ] || need python3 python3 || { log "skip python_urllib: no Debian python3"; return; }
+    [ -x "$py" ] || py=python3
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=py.example-shop.test" -addext "subjectAltName=DNS:py.example-shop.test" \
+        -keyout "$TMP/py.key" -out "$TMP/py.pem" >/dev/null 2>&1
+    S_CERT=py s_server 443 http/1.1
+    capture python_urllib "tcp port 443" 40 2 env SSL_CERT_FILE="$TMP/py.pem" "$py" -c '
+import urllib.request
+print(urllib.request.urlopen("https://py.example-shop.test/status", timeout=5).read(40))'
+    stop "$SERVER_PID"
+}
+
+# HTTP/2 over cleartext with prior knowledge: the connection starts with the h2 preface.
+sc_curl_h2c() {
+    need curl curl || { log "skip curl_h2c: no curl"; return; }
+    need nghttpd nghttp2-server || { log "skip curl_h2c: no nghttpd for the server"; return; }
+    mkdir -p "$TMP/www" && echo hello >"$TMP/www/index.html"
+    bg nghttpd ip netns exec "$NS_S" nghttpd --no-tls -a "$S4" -d "$TMP/www" 80
+    local srv=$BG_PID
+    wait_listen t 80
+    capture curl_h2c "tcp port 80" 40 2 curl -s -m 5 -o /dev/null --http2-prior-knowledge \
+        --resolve "h2c.example-shop.test:80:$S4" http://h2c.example-shop.test/index.html
+    stop "$srv"
+}
+
+# hex4 A.B.C.D: the address as hex (for a dnsmasq --dns-rr record).
+hex4() { local IFS=.; printf '%02x' $1; }
+
+# dig asks for an HTTPS record (RFC 9460: alpn h3,h2, ipv4hint, ipv6hint), then curl connects
+# to the hinted address without a name (no SNI for an address): vigil can only name that flow
+# from the DNS answer.
+sc_dig_https() {
+    need dig dnsutils || { log "skip dig_https: no dig"; return; }
+    need curl curl || { log "skip dig_https: no curl"; return; }
+    # priority 1, target ".", alpn=h3,h2, ipv4hint=S4, ipv6hint=S6 (fd00:99::2)
+    local rr="0001 00 0001 0006 026833 026832 0004 0004 $(hex4 "$S4") 0006 0010 fd000099000000000000000000000002"
+    dns_server "--dns-rr=svc.example-svcb.test,65,$rr" || { log "skip dig_https: no dnsmasq"; return; }
+    s_server 443 http/1.1
+    capture dig_https "udp port 53 or tcp port 443" 40 2 sh -c "
+        dig +tries=1 +timeout=2 @$S4 svc.example-svcb.test HTTPS
+        curl -sk -m 5 -o /dev/null https://$S4/"
+    stop "$SERVER_PID"
+    stop "$DNS_PID"
+}
+
+# dig over TCP asks for an AAAA and gets a CNAME chain (www -> edge), then curl connects to the
+# IPv6 address without a name.
+sc_dig_tcp_aaaa() {
+    need dig dnsutils || { log "skip dig_tcp_aaaa: no dig"; return; }
+    need curl curl || { log "skip dig_tcp_aaaa: no curl"; return; }
+    dns_server "--host-record=edge.example-cdn.test,$S4,$S6" \
+        "--cname=www.example-cdn.test,edge.example-cdn.test" || { log "skip dig_tcp_aaaa: no dnsmasq"; return; }
+    s_server 443 http/1.1
+    capture dig_tcp_aaaa "tcp port 53 or tcp port 443" 40 2 sh -c "
+        dig +tcp +tries=1 +timeout=2 @$S4 www.example-cdn.test AAAA
+        curl -sk -6 -m 5 -o /dev/null https://[$S6]/"
+    stop "$SERVER_PID"
+    stop "$DNS_PID"
+}
+
 ALL=(chromium_tls chromium_quic curl_tls13 curl_tls13_ipv6 curl_tls12 curl_http dig_udp dig_tcp
-    dig_dot dig_doh ssh firefox_tls)
+    dig_dot dig_doh ssh firefox_tls firefox_quic firefox_quic_gso wget_tls gnutls_cli python_urllib
+    ssh_ipv6 ssh_port2222 curl_h2c dig_https dig_tcp_aaaa)
 [ $# -gt 0 ] && ALL=("$@")
 for s in "${ALL[@]}"; do
     "sc_$s"
@@ -363,6 +515,10 @@ done
     command -v chromium >/dev/null && chromium --version 2>/dev/null | tail -1
     command -v firefox-esr >/dev/null && firefox-esr --version 2>/dev/null | tail -1
     command -v curl >/dev/null && curl --version | head -1
+    command -v wget >/dev/null && wget --version | head -1
+    command -v gnutls-cli >/dev/null && gnutls-cli --version | head -1
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ssl, sys; print("Python", sys.version.split()[0], ssl.OPENSSL_VERSION)'
+    command -v nghttpd >/dev/null && nghttpd --version
     command -v dig >/dev/null && dig -v 2>&1
     command -v ssh >/dev/null && ssh -V 2>&1
     command -v /usr/sbin/sshd >/dev/null && { /usr/sbin/sshd -V 2>&1 | head -1 || true; }

@@ -2,9 +2,11 @@
 """Independent JA4 of every TLS ClientHello in a pcap, to cross-check `vigil replay`.
 
 Written from the public JA4 spec (FoxIO, technical_details/JA4.md), sharing no code with vigil:
-classic pcap only (Ethernet with VLAN tags, Linux cooked, loopback or raw IP), TCP client streams reassembled by sequence number,
-QUIC v1, v2 (RFC 9369) and draft 27-34 Initial packets decrypted (RFC 9001, needs the `cryptography` package) and their CRYPTO
-frames put back in offset order.
+classic pcap only (Ethernet with VLAN tags, Linux cooked, loopback or raw IP), TCP client streams
+reassembled by sequence number, QUIC v1, v2 (RFC 9369) and draft 27-34 Initial packets decrypted
+(RFC 9001, needs the `cryptography` package) and their CRYPTO frames put back in offset order (also
+when the capture holds a UDP GSO train: datagrams back to back in one packet, as tcpdump records
+them on the sending host).
 
 Usage: python3 scripts/ja4_check.py FILE.pcap...   prints: file proto client_port sni alpn ja4
 """
@@ -123,7 +125,14 @@ def quic_client_hellos(path):
             continue
         sport, _dport = struct.unpack(">HH", l4[:4])
         dgram = l4[8:]
-        while len(dgram) > 7 and dgram[0] & 0x80:  # coalesced long-header packets
+        while True:
+            # UDP GSO, as recorded on the sending host: one "datagram" holding several back to
+            # back, each Initial followed by zero padding (Firefox pads after the packet): skip
+            # the zeros to the next long header.
+            while dgram[:1] == b"\x00":
+                dgram = dgram[1:]
+            if len(dgram) <= 7 or not dgram[0] & 0x80:  # coalesced long-header packets
+                break
             version = struct.unpack(">I", dgram[1:5])[0]
             dcid = dgram[6 : 6 + dgram[5]]
             i = 6 + dgram[5]
@@ -160,7 +169,9 @@ def quic_client_hellos(path):
                 if ftype == 0x06:  # CRYPTO
                     off, j = varint(plain, j)
                     n, j = varint(plain, j)
-                    crypto.setdefault((src, sport, dcid), {})[off] = plain[j : j + n]
+                    parts = crypto.setdefault((src, sport, dcid), {})
+                    if n > len(parts.get(off, b"")):  # retransmissions may cut frames differently
+                        parts[off] = plain[j : j + n]
                     j += n
                 elif ftype in (0x02, 0x03):  # ACK
                     _, j = varint(plain, j)
@@ -181,6 +192,9 @@ def quic_client_hellos(path):
         for off in sorted(parts):
             if off <= len(buf):
                 buf = buf[:off] + parts[off] if off + len(parts[off]) > len(buf) else buf
+        if len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[1:4], "big"):
+            print(f"{path}: udp {sport}: ClientHello incomplete ({len(buf)} bytes in order)", file=sys.stderr)
+            continue
         yield "q", sport, buf
 
 

@@ -1,7 +1,9 @@
-//! Real current clients through `vigil replay`, as a user runs it: Chromium over TCP and QUIC,
-//! Firefox, curl, dig (UDP, TCP, DoT, DoH) and OpenSSH, captured on a veth pair between two
-//! network namespaces by `scripts/capture_clients.sh` (see `tests/fixtures/clients/README.md` for
-//! the versions and commands). No root needed: the captures are committed.
+//! Real current clients through `vigil replay`, as a user runs it: Chromium and Firefox over TCP
+//! and QUIC, curl (TLS, HTTP), wget and gnutls-cli (GnuTLS), Python's urllib, dig (UDP, TCP, DoT,
+//! DoH, an HTTPS record, an AAAA through a CNAME) and OpenSSH (IPv4, IPv6, port 2222), captured on
+//! a veth pair between two network namespaces by `scripts/capture_clients.sh` (see
+//! `tests/fixtures/clients/README.md` for the versions and commands). No root needed: the captures
+//! are committed.
 //!
 //! Every expected JA4 below was computed independently of vigil by `scripts/ja4_check.py` (its own
 //! pcap reader, TCP reassembly and QUIC Initial decryption, written from the public JA4 spec), and
@@ -23,6 +25,16 @@ const CURL_TLS13_JA4: &str = "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6";
 const CURL_TLS12_JA4: &str = "t12d2807h2_d943125447b4_a44c6288192a";
 const DIG_DOT_JA4: &str = "t13i3110dt_e8f1e7e78f70_1f22a2ca17c4";
 const DIG_DOH_JA4: &str = "t13i3111h2_e8f1e7e78f70_b14c9c0b5032";
+/// curl to an address: no SNI (`i`), otherwise its TLS 1.3 hello (same cipher and extension hashes).
+const CURL_NO_SNI_JA4: &str = "t13i3111h2_e8f1e7e78f70_b26ce05bbdd6";
+/// Firefox 153 ESR over QUIC (neqo and NSS): 3 ciphers, 15 extensions (ECH GREASE included).
+const FIREFOX_QUIC_JA4: &str = "q13d0315h3_55b375c5d22e_dc5437974b47";
+/// GnuTLS 3.7.9 (Debian 12): wget 1.21.3 and gnutls-cli share the ciphers, not the extensions;
+/// neither offers ALPN.
+const WGET_JA4: &str = "t13d291300_723694b0fccc_899037bd0b8c";
+const GNUTLS_CLI_JA4: &str = "t13d291300_723694b0fccc_2cc26d266019";
+/// Python 3.11 urllib / OpenSSL 3.0 (Debian 12): curl's ciphers, its extensions plus session_ticket.
+const PYTHON_URLLIB_JA4: &str = "t13d3113h1_e8f1e7e78f70_d339722ba4af";
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clients").join(name)
@@ -134,6 +146,48 @@ fn firefox_over_tcp() {
     assert_eq!(dpi(f), 6, "two-segment ClientHello, like Chrome's: {f:#}");
 }
 
+#[test]
+fn firefox_quic_initial_split_over_two_datagrams() {
+    let flows = replay("firefox_quic.pcap");
+    let f = only(&flows);
+    common(f, "udp", 443, "QUIC");
+    tls(f, Some("quic.example-ff.test"), FIREFOX_QUIC_JA4, &["h3"]);
+    // The ~1.9 KB ClientHello (X25519MLKEM768 key share, ECH GREASE) in two Initial datagrams sent
+    // together, its bytes in three CRYPTO frames: the first datagram carries the tail and the head,
+    // the second the middle (with the SNI). Two retransmissions of the pair follow.
+    assert_eq!(dpi(f), 2, "{f:#}");
+    assert_eq!(f["ech"], true, "{f:#}");
+    assert_eq!((f["packets_c2s"].as_u64(), f["packets_s2c"].as_u64()), (Some(6), Some(0)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// other TLS stacks: GnuTLS (wget, gnutls-cli), Python's OpenSSL 3
+
+#[test]
+fn gnutls_clients_wget_and_gnutls_cli() {
+    for (pcap, host, ja4) in [
+        ("wget_tls.pcap", "dl.example-shop.test", WGET_JA4),
+        ("gnutls_cli.pcap", "gnutls.example-shop.test", GNUTLS_CLI_JA4),
+    ] {
+        let flows = replay(pcap);
+        let f = only(&flows);
+        common(f, "tcp", 443, "TLS");
+        tls(f, Some(host), ja4, &[]);
+        assert_eq!(f["tls_version"], "TLSv1.3", "{pcap}: {f:#}");
+        assert_eq!(dpi(f), 4, "{pcap}: one-segment ClientHello after the handshake: {f:#}");
+    }
+}
+
+#[test]
+fn python_urllib_with_openssl_3() {
+    let flows = replay("python_urllib.pcap");
+    let f = only(&flows);
+    common(f, "tcp", 443, "TLS");
+    tls(f, Some("py.example-shop.test"), PYTHON_URLLIB_JA4, &["http/1.1"]);
+    assert_eq!(f["tls_version"], "TLSv1.3", "{f:#}");
+    assert_eq!(dpi(f), 4, "{f:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // curl
 
@@ -238,6 +292,45 @@ fn dig_dns_over_tls_and_over_https() {
     assert!(dpi(f) <= 6, "{f:#}");
 }
 
+#[test]
+fn dig_https_record_names_a_later_nameless_flow() {
+    // dig asks for svc.example-svcb.test HTTPS; the answer (alpn h3,h2, ipv4hint and ipv6hint =
+    // the server) is what names curl's connection to the bare address right after (no SNI).
+    let flows = replay("dig_https.pcap");
+    assert_eq!(flows.len(), 2, "{flows:#?}");
+    let (dns, web) = (&flows[0], &flows[1]);
+    common(dns, "udp", 53, "DNS");
+    assert_eq!(dns["hostname"], "svc.example-svcb.test", "{dns:#}");
+    assert_eq!(dns["name_source"], "dns", "{dns:#}");
+    assert_eq!(dpi(dns), 1, "{dns:#}");
+    common(web, "tcp", 443, "TLS");
+    assert_eq!(web["dst"], dns["dst"], "curl went to the hinted address: {web:#}");
+    assert_eq!(web["hostname"], "svc.example-svcb.test", "from the ipv4hint: {web:#}");
+    assert_eq!(web["name_source"], "dns-cache", "{web:#}");
+    assert_eq!(web["ja4"], CURL_NO_SNI_JA4, "{web:#}");
+    assert_eq!(alpn(web), ["h2", "http/1.1"], "{web:#}");
+    assert_eq!(dpi(web), 6, "no SNI to wait for: complete at the ServerHello: {web:#}");
+}
+
+#[test]
+fn dig_tcp_aaaa_through_a_cname_names_a_later_ipv6_flow() {
+    // Over TCP: www.example-cdn.test AAAA, answered CNAME edge.example-cdn.test + AAAA
+    // fd00:99::2; then curl to [fd00:99::2] without a name. The flow is named by what was asked.
+    let flows = replay("dig_tcp_aaaa.pcap");
+    assert_eq!(flows.len(), 2, "{flows:#?}");
+    let (dns, web) = (&flows[0], &flows[1]);
+    common(dns, "tcp", 53, "DNS");
+    assert_eq!(dns["hostname"], "www.example-cdn.test", "{dns:#}");
+    assert_eq!(dns["name_source"], "dns", "{dns:#}");
+    assert_eq!(dpi(dns), 4, "{dns:#}");
+    common(web, "tcp", 443, "TLS");
+    assert_eq!((web["src"].as_str(), web["dst"].as_str()), (Some("fd00:99::1"), Some("fd00:99::2")), "{web:#}");
+    assert_eq!(web["hostname"], "www.example-cdn.test", "{web:#}");
+    assert_eq!(web["name_source"], "dns-cache", "{web:#}");
+    assert_eq!(web["ja4"], CURL_NO_SNI_JA4, "{web:#}");
+    assert_eq!(dpi(web), 6, "{web:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // ssh
 
@@ -269,6 +362,24 @@ fn openssh_banners_are_in_the_record() {
     }
 }
 
+#[test]
+fn openssh_over_ipv6_and_on_port_2222_named_by_its_banners() {
+    for (pcap, port, src) in [("ssh_ipv6.pcap", 22, Some("fd00:99::1")), ("ssh_port2222.pcap", 2222, None)] {
+        let flows = replay(pcap);
+        let f = only(&flows);
+        common(f, "tcp", port, "SSH");
+        if let Some(src) = src {
+            assert_eq!(f["src"], src, "{pcap}");
+        }
+        assert_eq!(f["app"], "SSH", "{pcap}: {f:#}");
+        assert!(f["ja4"].is_null() && f["hostname"].is_null(), "{pcap}: {f:#}");
+        assert_eq!(f["client_banner"], "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", "{pcap}: {f:#}");
+        assert_eq!(f["server_banner"], "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", "{pcap}: {f:#}");
+        // Client banner 4th packet, server banner 6th, as on port 22 over IPv4.
+        assert!(dpi(f) <= 6, "{pcap}: {f:#}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // policy on the real flows
 
@@ -283,7 +394,7 @@ fn a_policy_stops_each_real_client_at_the_packet_that_names_it() {
 [[policy.rules]]
 name = "no-shops"
 action = "block"
-hostnames = ["*.example-shop.test", "video.example-stream.test", "shop.example-ff.test"]
+hostnames = ["*.example-shop.test", "video.example-stream.test", "*.example-ff.test"]
 
 [[policy.rules]]
 name = "no-dot"
@@ -303,10 +414,16 @@ protocols = ["SSH"]
         ("chromium_tls.pcap", "no-shops"),
         ("chromium_quic.pcap", "no-shops"),
         ("firefox_tls.pcap", "no-shops"),
+        ("firefox_quic.pcap", "no-shops"),
         ("curl_tls13.pcap", "no-shops"),
         ("curl_http.pcap", "no-shops"),
+        ("wget_tls.pcap", "no-shops"),
+        ("gnutls_cli.pcap", "no-shops"),
+        ("python_urllib.pcap", "no-shops"),
         ("dig_dot.pcap", "no-dot"),
         ("ssh.pcap", "no-ssh"),
+        ("ssh_ipv6.pcap", "no-ssh"),
+        ("ssh_port2222.pcap", "no-ssh"),
     ] {
         let open = replay(pcap);
         let (flows, stderr) = replay_with(&fixture(pcap), Some(&cfg));
