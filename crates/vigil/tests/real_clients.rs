@@ -138,6 +138,19 @@ fn chromium_quic_initial_split_over_two_datagrams_with_shuffled_crypto_frames() 
 }
 
 #[test]
+fn firefox_quic_as_one_udp_gso_train() {
+    // The same two Initial datagrams, seen before the kernel splits the GSO send (as NFQUEUE with
+    // the GSO flag, the default, shows a local sender's packets): one 2504-byte packet holding two
+    // 1252-byte datagrams, each a 994-byte Initial padded with zeros. The second Initial, with
+    // the SNI, is found after the zeros.
+    let flows = replay("firefox_quic_gso.pcap");
+    let f = only(&flows);
+    common(f, "udp", 443, "QUIC");
+    tls(f, Some("quic.example-ff.test"), FIREFOX_QUIC_JA4, &["h3"]);
+    assert_eq!(dpi(f), 1, "{f:#}");
+}
+
+#[test]
 fn firefox_over_tcp() {
     let flows = replay("firefox_tls.pcap");
     let f = only(&flows);
@@ -415,6 +428,7 @@ protocols = ["SSH"]
         ("chromium_quic.pcap", "no-shops"),
         ("firefox_tls.pcap", "no-shops"),
         ("firefox_quic.pcap", "no-shops"),
+        ("firefox_quic_gso.pcap", "no-shops"),
         ("curl_tls13.pcap", "no-shops"),
         ("curl_http.pcap", "no-shops"),
         ("wget_tls.pcap", "no-shops"),

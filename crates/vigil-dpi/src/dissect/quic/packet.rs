@@ -84,19 +84,40 @@ pub fn parse_long<'a>(buf: &'a [u8], version: &Version) -> Result<(LongHeader<'a
 
 /// The long-header packets coalesced in one datagram (RFC 9000 section 12.2), in order. Stops at
 /// a short-header packet, at padding, or at the first packet that does not parse.
+///
+/// One exception to "stops at padding": zero bytes after a packet, followed by a long-header
+/// packet of the same version and the same destination connection ID. That is a UDP GSO train
+/// seen before the kernel splits it (NFQUEUE with the GSO flag, or a capture on the sending host):
+/// several datagrams back to back in one packet, where a sender that pads its datagrams with zeros
+/// after the QUIC packet (Firefox does) leaves zeros up to the next datagram's first packet.
+/// Requiring the same DCID keeps random bytes after padding from being read as a packet.
 pub fn coalesced<'a>(datagram: &'a [u8], version: &Version) -> impl Iterator<Item = LongHeader<'a>> + 'a {
     let version = *version;
     let mut rest = datagram;
+    let mut last_dcid: Option<&'a [u8]> = None;
     std::iter::from_fn(move || {
+        let mut after_padding = false;
+        if let Some(dcid) = last_dcid {
+            let zeros = rest.iter().take_while(|&&b| b == 0).count();
+            if zeros > 0 {
+                rest = rest.get(zeros..).unwrap_or_default();
+                after_padding = true;
+            }
+            if after_padding && rest.get(6..6 + dcid.len()).is_none_or(|d| d != dcid) {
+                rest = &[];
+                return None;
+            }
+        }
         if !matches!(rest.first(), Some(b) if b & 0xc0 == 0xc0) {
             return None;
         }
         match parse_long(rest, &version) {
-            Ok((packet, after)) => {
+            Ok((packet, after)) if !after_padding || Some(packet.dcid) == last_dcid => {
                 rest = after;
+                last_dcid = Some(packet.dcid);
                 Some(packet)
             }
-            Err(_) => {
+            _ => {
                 rest = &[];
                 None
             }
@@ -133,5 +154,32 @@ mod tests {
         two.extend_from_slice(pkt);
         two.extend_from_slice(&[0u8; 40]);
         assert_eq!(coalesced(&two, &v1).count(), 2);
+    }
+
+    #[test]
+    fn a_gso_train_of_zero_padded_datagrams_yields_each_packet() {
+        let pkt = include_bytes!("../../../tests/fixtures/quic/rfc9001_a2_client_initial.bin");
+        let v1 = Version::lookup(V1).unwrap();
+        // Two datagrams of 1252 bytes, each a 1200-byte Initial then zeros (as Firefox pads).
+        let mut train = pkt.to_vec();
+        train.resize(1252, 0);
+        train.extend_from_slice(pkt);
+        train.resize(2504, 0);
+        assert_eq!(coalesced(&train, &v1).count(), 2);
+        // After zeros, a packet for another connection is not taken.
+        let mut other = pkt.to_vec();
+        other[6] ^= 0xff; // first DCID byte
+        let mut mixed = pkt.to_vec();
+        mixed.resize(1252, 0);
+        mixed.extend_from_slice(&other);
+        assert_eq!(coalesced(&mixed, &v1).count(), 1);
+        // Zeros only, or zeros then garbage: just the first packet.
+        let mut tail = pkt.to_vec();
+        tail.extend_from_slice(&[0, 0, 0, 0xc3, 0, 0, 0]);
+        assert_eq!(coalesced(&tail, &v1).count(), 1);
+        // A datagram starting with zeros is not walked at all.
+        let mut lead = vec![0u8; 10];
+        lead.extend_from_slice(pkt);
+        assert_eq!(coalesced(&lead, &v1).count(), 0);
     }
 }
