@@ -5,9 +5,13 @@
 //! that stream are unwrapped into the handshake byte stream (a message may span records, a record
 //! may hold several messages), and the messages are read from there. Post-quantum key shares and
 //! ECH make 2-3 segment ClientHellos the norm, so nothing assumes one packet.
+//!
+//! A flow picked up mid-stream (no SYN, no hello) is recognised from its record framing instead
+//! (`midstream.rs`).
 
 pub mod cert;
 pub mod hello;
+mod midstream;
 
 pub use self::hello::{
     parse_client_hello, parse_client_hello_with, parse_server_hello, ClientHello, ServerHello, TlsError,
@@ -15,6 +19,7 @@ pub use self::hello::{
 pub use crate::ja4::Transport;
 
 use self::hello::{Reader, HS_CERTIFICATE, HS_CLIENT_HELLO, HS_SERVER_HELLO};
+use self::midstream::{MidStream, Verdict};
 use super::{tor, Dissector, Step};
 use crate::facts::{Facts, NameSource};
 use crate::reasm::StreamReassembler;
@@ -127,6 +132,11 @@ pub struct Tls {
     client_stream: StreamReassembler,
     server_stream: StreamReassembler,
     client_syn: bool,
+    /// A SYN was seen, either way: the flow was not picked up mid-stream.
+    syn_seen: bool,
+    /// Picked up mid-stream: record framing is being checked instead of a handshake (the
+    /// reassemblers are no longer fed).
+    midstream: Option<MidStream>,
     /// The ClientHello carried no usable SNI: a certificate name may stand in.
     no_sni: bool,
     client_packets: u8,
@@ -142,7 +152,14 @@ impl Dissector for Tls {
     }
 
     fn on_packet(&mut self, pkt: &PacketView<'_>, facts: &mut Facts) -> Step {
+        if let Some(mid) = self.midstream.as_mut() {
+            if pkt.payload.is_empty() {
+                return Step::NeedMore;
+            }
+            return midstream_step(mid.on_payload(pkt.dir, pkt.tcp_seq, pkt.payload), facts);
+        }
         let syn = pkt.tcp_flags & tcp::SYN != 0;
+        self.syn_seen |= syn;
         let stream = match pkt.dir {
             Dir::ToServer => &mut self.client_stream,
             Dir::ToClient => &mut self.server_stream,
@@ -160,13 +177,16 @@ impl Dissector for Tls {
         match pkt.dir {
             Dir::ToServer => {
                 self.client_packets = self.client_packets.saturating_add(1);
-                if let Some(step) = self.on_client(facts) {
-                    return step;
+                match self.on_client(facts) {
+                    Some(Step::NotMine) => return self.try_midstream(pkt, facts),
+                    Some(step) => return step,
+                    None => {}
                 }
             }
             Dir::ToClient => {
                 if self.client == Client::Start {
-                    return Step::NotMine; // TLS clients speak first
+                    // TLS clients speak first, unless the flow was picked up mid-stream.
+                    return self.try_midstream(pkt, facts);
                 }
                 self.server_packets = self.server_packets.saturating_add(1);
                 self.on_server(facts);
@@ -176,7 +196,39 @@ impl Dissector for Tls {
     }
 }
 
+/// The step for a mid-stream verdict. TLS identified from its framing alone has no name (the
+/// classifier may still find one in the DNS cache), and a version only where the records tell it.
+fn midstream_step(verdict: Verdict, facts: &mut Facts) -> Step {
+    match verdict {
+        Verdict::Tls(minor) => {
+            facts.protocol = Some("TLS");
+            if let Some(minor) = minor {
+                facts.tls_version = hello::version_name(0x0300 | u16::from(minor));
+            }
+            Step::Done
+        }
+        Verdict::Maybe => Step::NeedMore,
+        Verdict::NotTls => Step::NotMine,
+    }
+}
+
 impl Tls {
+    /// The handshake reading found no hello where one was due. A flow picked up mid-stream (no
+    /// SYN seen, no hello read) may still be TLS: check its record framing from this packet on.
+    fn try_midstream(&mut self, pkt: &PacketView<'_>, facts: &mut Facts) -> Step {
+        if self.syn_seen || self.client != Client::Start {
+            return Step::NotMine;
+        }
+        let mut mid = MidStream::default();
+        let step = midstream_step(mid.on_payload(pkt.dir, pkt.tcp_seq, pkt.payload), facts);
+        if step == Step::NeedMore {
+            self.client_stream = StreamReassembler::default();
+            self.server_stream = StreamReassembler::default();
+            self.midstream = Some(mid);
+        }
+        step
+    }
+
     fn step(&self) -> Step {
         match (self.client, self.server) {
             (Client::Start, _) => Step::NeedMore,

@@ -3,6 +3,7 @@
 //! (`/work/shared/corpus/ndpi` or `$VIGIL_NDPI_CORPUS`) for JA4 agreement with nDPI.
 
 use super::*;
+use crate::dissect::testutil::hex;
 use crate::dissect::{dtls, Dissector, Step};
 use crate::view::PacketView;
 use std::collections::HashMap;
@@ -284,9 +285,11 @@ fn not_tls() {
     assert_eq!(run(&mut Tls::default(), c, s, &[get]).1, Step::NotMine);
     let banner = seg(s, c, 1, 0x18, b"220 mx.example.com ESMTP\r\n");
     assert_eq!(run(&mut Tls::default(), c, s, &[banner]).1, Step::NotMine);
-    // An alert or application data record first is not a ClientHello.
+    // After a SYN, an alert or application data record first is not a ClientHello. (Without the
+    // SYN the flow may have been picked up mid-stream: see `midstream_*`.)
+    let syn = seg(c, s, 0, 0x02, &[]);
     let alert = seg(c, s, 1, 0x18, &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]);
-    assert_eq!(run(&mut Tls::default(), c, s, &[alert]).1, Step::NotMine);
+    assert_eq!(run(&mut Tls::default(), c, s, &[syn, alert]).1, Step::NotMine);
 }
 
 #[test]
@@ -299,6 +302,271 @@ fn sslv2_compatible_hello_is_identified() {
     let (f, step) = run(&mut Tls::default(), c, s, &[seg(c, s, 1, 0x18, &v2)]);
     assert_eq!(step, Step::Identified);
     assert_eq!(f.protocol, Some("TLS"));
+}
+
+// ---- mid-stream: no SYN, no hello -------------------------------------------------------------
+
+// anydesk.pcapng, 192.168.149.129:36351 <-> 51.83.239.144:80, picked up mid-stream: TLS 1.2
+// application data on port 80 (nDPI: TLS).
+/// Client, frame 1, seq 2072747562: one application-data record (46 bytes).
+const ANYDESK_C1: &str =
+    "170303002ee6cfd9afed5e68a7cb83ceb565c98cc63ce6b6da2e12211bff72dcd550c5b2a89ce1c0875274afd077b0c9adc29c";
+/// Client, frame 3, seq 2072747613: the next record (43 bytes).
+const ANYDESK_C2: &str =
+    "170303002be6cfd9afed5e68a876eb66085d41b773c011450f3b13278dc17ddc08f1a713f077d384855f317b580fd2e7";
+/// Server, frame 5, seq 828117586: one record (44 bytes).
+const ANYDESK_S1: &str =
+    "170303002c24ad442e9e2d5b130f843955d050b671962621eca48ac95f1ba28ebe6f1fcf6cd811035123fc4b5f516866d8";
+/// Server, frame 7, seq 828117635: the next record (154 bytes).
+const ANYDESK_S2: &str = concat!(
+    "170303009a24ad442e9e2d5b1479c2ac2adc8bc9aed7b492b21a270bef2918388aea5fcf873c61f8daa3a6803978f440",
+    "6d36ac2ee024e0291e47fded323cdd8b9e128665228c483bbf0ee37f66226e0968c367656c392237c470785921f16020",
+    "f6a7e2ba5bbfb815ea5cd9724063459ead05b8b75d26921fa7fad14194df66f9cf6e931eaf3ba3f87b666945cbe291ba",
+    "86e6d827485db29ea953515e5239b8",
+);
+
+// whatsapp_login_chat.pcap, 17.110.229.14:5223 -> 192.168.2.4:49193, one direction only (nDPI:
+// TLS).
+/// Frame 85 (retransmitted as 86-88 and 90), seq 3565886496: one TLS 1.0 application-data record
+/// (304 bytes).
+const WHATSAPP_1: &str = concat!(
+    "170301013004b48baa548b1ad8f1cd2897973fcc538e1a2a59d84a6703a62be8be843e720f533c64cda7a77e1a00a5ad",
+    "cfc05bd5a3a76cb24b4147b4f607e85eb62b8cdcb0e0acf7b4484ab88271b8e47f34b4a457848690884cc22b9d2c231a",
+    "f9d1e3390e04d6bab77a6359a8314ab8ee65b99765b5e74d8c2d4d8b914e6dafaae8517cc49cc8b12b88f5187b76fb4c",
+    "bc542e3748c1122dac35d507fb755446578290c684451410b3616e6fe41448b82444085e7c0185cd9c55082e760787af",
+    "ceaec2cfb956f1fb83854484c2a991b95b9a2bb2a6653023fc971345a5d45428456d05e2e93f431bc18e62b437720391",
+    "88280486da6e45f78a36633521cf875f4df259eda8c6d495572e0ddb633d4afb394837234ff5361aebeae8cf9182b1f9",
+    "b21e04c348b42d29b4744ba4ee4c7581b850789407",
+);
+/// Frame 93, seq 3565886805 (FIN): an application-data record (112 bytes), then an alert (32).
+const WHATSAPP_2: &str = concat!(
+    "1703010070d84b2751d355383174a1aa38cffdeea8cd2a870d5b99f14b3bb797cb4b183f2534aa4d4d6b6e1e413f9da7",
+    "29b984973a5461d1a45df1279f63da1ca075b782f357fa64439259c62faa447316c6a7a5c70947e1d6900b6c1505a3ba",
+    "5605a490b06f5f23405b7817b53b8aca6a6fdca6361503010020085dc9bebb179ce27b01da9d3ca5593966282029eceb",
+    "47c19ce706e2a9d4a59d",
+);
+
+fn anydesk_ends() -> (SocketAddr, SocketAddr) {
+    ("192.168.149.129:36351".parse().unwrap(), "51.83.239.144:80".parse().unwrap())
+}
+
+/// The anydesk flow's first four payloads (client, client, server, server).
+fn anydesk_segments() -> [Pkt; 4] {
+    let (c, s) = anydesk_ends();
+    [
+        seg(c, s, 2072747562, 0x18, &hex(ANYDESK_C1)),
+        seg(c, s, 2072747613, 0x18, &hex(ANYDESK_C2)),
+        seg(s, c, 828117586, 0x18, &hex(ANYDESK_S1)),
+        seg(s, c, 828117635, 0x18, &hex(ANYDESK_S2)),
+    ]
+}
+
+fn assert_midstream_tls(f: &Facts, step: Step, version: Option<&str>, what: &str) {
+    assert_eq!(step, Step::Done, "{what}");
+    assert_eq!(f.protocol, Some("TLS"), "{what}");
+    assert_eq!(f.tls_version, version, "{what}");
+    assert_eq!(f.hostname, None, "{what}");
+    assert_eq!(f.ja4, None, "{what}");
+}
+
+#[test]
+fn midstream_application_data_is_tls() {
+    let (c, s) = anydesk_ends();
+    let [c1, c2, s1, s2] = anydesk_segments();
+    // One record is not enough evidence, from either side.
+    for one in [&c1, &s1] {
+        let (f, step) = run(&mut Tls::default(), c, s, std::slice::from_ref(one));
+        assert_eq!((step, f.protocol), (Step::NeedMore, None));
+    }
+    // A second one, the same way or the other, is. Version 3.3 may be TLS 1.2 or 1.3: no version.
+    for (what, pkts) in [("c c", [&c1, &c2]), ("c s", [&c1, &s1]), ("s c", [&s1, &c1]), ("s s", [&s1, &s2])] {
+        let pkts: Vec<Pkt> = pkts.into_iter().cloned().collect();
+        let (f, step) = run(&mut Tls::default(), c, s, &pkts);
+        assert_midstream_tls(&f, step, None, what);
+    }
+    // The server side first, as when the engine takes the sender from a low port for the server.
+    let (f, step) = run(&mut Tls::default(), s, c, &[c1.clone(), s1.clone()]);
+    assert_midstream_tls(&f, step, None, "roles swapped");
+}
+
+#[test]
+fn midstream_tls10_one_direction_with_retransmissions() {
+    let (a, b): (SocketAddr, SocketAddr) =
+        ("17.110.229.14:5223".parse().unwrap(), "192.168.2.4:49193".parse().unwrap());
+    let w1 = seg(a, b, 3565886496, 0x18, &hex(WHATSAPP_1));
+    let w2 = seg(a, b, 3565886805, 0x19, &hex(WHATSAPP_2));
+    // Five copies of one record are one record.
+    let copies = vec![w1.clone(); 5];
+    let (f, step) = run(&mut Tls::default(), a, b, &copies);
+    assert_eq!((step, f.protocol), (Step::NeedMore, None));
+    // The next segment holds two more. Version 3.1 outside a handshake: TLS 1.0.
+    let mut pkts = copies;
+    pkts.push(w2.clone());
+    for (client, server) in [(a, b), (b, a)] {
+        let (f, step) = run(&mut Tls::default(), client, server, &pkts);
+        assert_midstream_tls(&f, step, Some("TLSv1"), "whatsapp");
+    }
+    // Alone, that segment is two chained records: enough.
+    let (f, step) = run(&mut Tls::default(), a, b, &[w2]);
+    assert_midstream_tls(&f, step, Some("TLSv1"), "two records in one segment");
+}
+
+#[test]
+fn midstream_records_spanning_segments() {
+    let (c, s) = anydesk_ends();
+    let (r1, r2) = (hex(ANYDESK_S1), hex(ANYDESK_S2)); // 49 and 159 bytes, one record each
+    let isn = u32::MAX - 60; // sequence numbers wrap inside the second record
+    let at = |off: usize| isn.wrapping_add(off as u32);
+    let both: Vec<u8> = [r1.as_slice(), &r2].concat();
+    let n = both.len();
+    // Segment ends never on a record end except the last: 30 | 49+40 | 49+100 | end.
+    let parts = [0, 30, 89, 149, n];
+    let segs: Vec<Pkt> = parts.windows(2).map(|w| seg(s, c, at(w[0]), 0x18, &both[w[0]..w[1]])).collect();
+    for k in 1..segs.len() {
+        let (f, step) = run(&mut Tls::default(), c, s, &segs[..k]);
+        assert_eq!((step, f.protocol), (Step::NeedMore, None), "{k} segments");
+    }
+    let (f, step) = run(&mut Tls::default(), c, s, &segs);
+    assert_midstream_tls(&f, step, None, "spanning");
+    // A record starting a segment, its middle and end later, one more record: 2 records; copies
+    // of the middle, reordered, change nothing.
+    let pkts = vec![
+        seg(s, c, at(0), 0x18, &r2[..40]),
+        seg(s, c, at(40), 0x18, &r2[40..100]),
+        seg(s, c, at(40), 0x18, &r2[40..100]),
+        seg(s, c, at(100), 0x18, &r2[100..]),
+    ];
+    let (f, step) = run(&mut Tls::default(), c, s, &pkts);
+    assert_eq!((step, f.protocol), (Step::NeedMore, None));
+    let mut more = pkts.clone();
+    more.push(seg(s, c, at(r2.len()), 0x18, &r1));
+    assert_midstream_tls(&run(&mut Tls::default(), c, s, &more).0, Step::Done, None, "record then record");
+    // Garbage where the announced length ends: not TLS.
+    let mut bad = r2[40..].to_vec();
+    bad.extend_from_slice(b"garbage");
+    let pkts = [seg(s, c, at(0), 0x18, &r2[..40]), seg(s, c, at(40), 0x18, &bad)];
+    assert_eq!(run(&mut Tls::default(), c, s, &pkts).1, Step::NotMine);
+    // A missed segment (the next one lies past the due header): that side gives no more evidence,
+    // for or against; the other side still can.
+    let pkts = [seg(s, c, at(0), 0x18, &r1), seg(s, c, at(49 + 159), 0x18, &r1), seg(s, c, at(49 + 208), 0x18, &r2)];
+    let (f, step) = run(&mut Tls::default(), c, s, &pkts);
+    assert_eq!((step, f.protocol), (Step::NeedMore, None));
+    let [c1, ..] = anydesk_segments();
+    let (f, step) = run(&mut Tls::default(), c, s, &[pkts[0].clone(), pkts[1].clone(), c1]);
+    assert_midstream_tls(&f, step, None, "other side");
+}
+
+#[test]
+fn midstream_not_tls() {
+    let (c, s) = anydesk_ends();
+    let one = |p: &[u8]| run(&mut Tls::default(), c, s, &[seg(c, s, 1000, 0x18, p)]);
+    let two = |p: &[u8]| {
+        let q = [seg(c, s, 1000, 0x18, p), seg(c, s, 1000 + p.len() as u32, 0x18, p)];
+        run(&mut Tls::default(), c, s, &q)
+    };
+    // Clear text, either way.
+    assert_eq!(one(b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n").1, Step::NotMine);
+    let reply = [seg(s, c, 5000, 0x18, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")];
+    assert_eq!(run(&mut Tls::default(), c, s, &reply).1, Step::NotMine);
+    // A record-looking 5-byte prefix cannot be confirmed: never TLS. Another 5 bytes land inside
+    // the body it announced.
+    let header = [0x17, 0x03, 0x03, 0x00, 0x2e];
+    for (f, step) in [one(&header), two(&header)] {
+        assert_eq!((step, f.protocol), (Step::NeedMore, None));
+    }
+    // Shapes that look like records but are not what a TLS connection sends: an empty record,
+    // versions that change, SSL 3.0, heartbeat, a length beyond the maximum.
+    for rec in [
+        &[0x17, 0x03, 0x03, 0x00, 0x00][..],
+        &[0x17, 0x03, 0x03, 0x00, 0x01, 0xaa, 0x17, 0x03, 0x01, 0x00, 0x01, 0xbb],
+        &[0x17, 0x03, 0x00, 0x00, 0x02, 0xaa, 0xbb],
+        &[0x18, 0x03, 0x03, 0x00, 0x02, 0xaa, 0xbb],
+        &[0x16, 0xfe, 0xfd, 0x00, 0x02, 0xaa, 0xbb],
+        &[0x17, 0x03, 0x03, 0x48, 0x01],
+    ] {
+        assert_eq!(two(rec).1, Step::NotMine, "{rec:02x?}");
+    }
+    // Copies of one record never add up; patience ends the wait.
+    let [c1, ..] = anydesk_segments();
+    let (f, step) = run(&mut Tls::default(), c, s, &vec![c1; 8]);
+    assert_eq!((step, f.protocol), (Step::NotMine, None));
+}
+
+#[test]
+fn midstream_needs_a_flow_without_syn() {
+    // The SYN seen (or the SYN-ACK), application data first is not a TLS flow's start: as before.
+    let (c, s) = anydesk_ends();
+    let [c1, c2, s1, _] = anydesk_segments();
+    let syn = seg(c, s, 2072747561, 0x02, &[]);
+    let syn_ack = seg(s, c, 828117585, 0x12, &[]);
+    for open in [syn, syn_ack] {
+        let pkts = [open, c1.clone(), s1.clone(), c2.clone()];
+        let (f, step) = run(&mut Tls::default(), c, s, &pkts);
+        assert_eq!((step, f.protocol), (Step::NotMine, None));
+    }
+}
+
+#[test]
+fn midstream_random_bytes_are_not_tls() {
+    let (c, s) = anydesk_ends();
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    for i in 0..3000 {
+        let mut seq = [rng.next() as u32, rng.next() as u32];
+        let mut pkts = Vec::new();
+        for _ in 0..1 + rng.below(8) {
+            let d = rng.below(2);
+            let mut p: Vec<u8> = (0..1 + rng.below(300)).map(|_| rng.next() as u8).collect();
+            if i % 2 == 0 {
+                // A valid-looking header in front of random bytes.
+                p.splice(0..p.len().min(3), [0x17, 0x03, 0x03]);
+            }
+            let (src, dst) = if d == 0 { (c, s) } else { (s, c) };
+            pkts.push(seg(src, dst, seq[d], 0x18, &p));
+            seq[d] = seq[d].wrapping_add(p.len() as u32);
+        }
+        let (f, step) = run(&mut Tls::default(), c, s, &pkts);
+        assert_ne!(step, Step::Done, "{pkts:02x?}");
+        assert_eq!(f.protocol, None);
+    }
+}
+
+#[test]
+fn midstream_truncated_and_mutated_never_panic() {
+    let (c, s) = anydesk_ends();
+    let w2 = hex(WHATSAPP_2);
+    // Every prefix of one segment: only the whole two-record segment is enough.
+    for p in [hex(ANYDESK_C1), hex(ANYDESK_S2), hex(WHATSAPP_1), w2.clone()] {
+        for n in 0..=p.len() {
+            let (_, step) = run(&mut Tls::default(), c, s, &[seg(c, s, 7, 0x18, &p[..n])]);
+            assert_eq!(step == Step::Done, p == w2 && n == p.len(), "prefix {n} of {:02x?}", &p[..5]);
+        }
+    }
+    let stream: Vec<u8> = [hex(ANYDESK_C1), hex(ANYDESK_C2), hex(ANYDESK_S2), hex(WHATSAPP_1), w2].concat();
+    let mut rng = XorShift(0x5851_f42d_4c95_7f2d);
+    for _ in 0..3000 {
+        let mut m = stream.clone();
+        for _ in 0..1 + rng.below(6) {
+            let at = rng.below(m.len());
+            match rng.below(3) {
+                0 => m[at] ^= 1 << rng.below(8),
+                1 => m[at] = [0x00, 0xff, 0x17, 0x03][rng.below(4)],
+                _ => m.truncate(at.max(1)),
+            }
+        }
+        // Cut into segments at random points, sequence numbers sometimes jumping, both ways.
+        let mut pkts = Vec::new();
+        let mut seq = [u32::MAX - 100, 7];
+        let mut rest = m.as_slice();
+        while !rest.is_empty() {
+            let (p, r) = rest.split_at(1 + rng.below(rest.len().min(200)));
+            let d = rng.below(2);
+            let (src, dst) = if d == 0 { (c, s) } else { (s, c) };
+            pkts.push(seg(src, dst, seq[d], 0x18, p));
+            seq[d] = seq[d].wrapping_add(p.len() as u32).wrapping_add([0, 0, 0, 1 << 31][rng.below(4)]);
+            rest = r;
+        }
+        let _ = run(&mut Tls::default(), c, s, &pkts);
+    }
 }
 
 // ---- robustness --------------------------------------------------------------------------------
