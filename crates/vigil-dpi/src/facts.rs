@@ -33,6 +33,37 @@ impl NameSource {
     }
 }
 
+/// Where a flow's protocol or application came from when another flow taught it (see
+/// [`crate::related`]); a flow named by its own evidence has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppSource {
+    /// A control connection announced this connection (FTP PASV/EPSV/PORT/EPRT): protocol and
+    /// application.
+    Announced,
+    /// An earlier flow of the same UDP socket was identified as a call application (STUN realm or
+    /// vendor attributes): the application.
+    Socket,
+}
+
+impl AppSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppSource::Announced => "announced",
+            AppSource::Socket => "socket",
+        }
+    }
+}
+
+/// A connection a control flow announced (FTP PASV/EPSV/PORT/EPRT): `from` will open a TCP
+/// connection to `to`, from a port nobody announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    /// The protocol the connection will carry ("FTP_DATA").
+    pub protocol: &'static str,
+    pub from: IpAddr,
+    pub to: (IpAddr, u16),
+}
+
 /// A DNS answer record worth remembering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsAnswer {
@@ -94,6 +125,17 @@ pub struct Facts {
     /// Application a dissector identified on its own (STUN vendor attributes, Telegram, ...),
     /// used when the signature database has nothing better.
     pub app_hint: Option<&'static str>,
+    /// Application of a call whose UDP socket this flow shares (learned by an earlier flow, see
+    /// [`crate::related`]): evidence below the flow's own hostname and app hint.
+    pub related_app: Option<&'static str>,
+    /// `app` (or for announced connections `protocol` too) came from another flow.
+    pub app_source: Option<AppSource>,
+    /// Connections this flow announced since the classifier last took them (FTP control).
+    pub announced: Vec<Announced>,
+    /// The flow's ends that sent STUN requests, by the requests' direction (`Dir::index`: 0 the
+    /// client, 1 the server): those ran a STUN/ICE agent on their socket. A TURN or STUN server
+    /// only answers (and sends indications), so it is never one.
+    pub stun_requesters: [bool; 2],
 }
 
 impl Facts {

@@ -5,7 +5,9 @@
 //! payload to the candidate [`dissect::Dissector`]s for the flow's transport; candidates that say
 //! "not mine" drop out, the first to identify the protocol takes the flow, and it keeps extracting
 //! facts until it is done. Then the [`sigdb::SignatureDb`] names the application and category from
-//! the facts (hostname, ALPN, JA4, ports, addresses). Each dissector is its own module, parses with
+//! the facts (hostname, ALPN, JA4, ports, addresses). What one flow teaches about others (DNS
+//! answers, FTP data connections, the application of a call's socket) goes to shared caches
+//! ([`DnsCache`], [`RelatedFlows`]). Each dissector is its own module, parses with
 //! bounds-checked reads only, and never panics on any input.
 
 pub mod classify;
@@ -14,11 +16,13 @@ pub mod dns_cache;
 pub mod facts;
 pub mod ja4;
 pub mod reasm;
+pub mod related;
 pub mod sigdb;
 pub mod view;
 
 pub use classify::{Classifier, ClassifierConfig, DnsLogEntry, DpiContext};
 pub use dns_cache::DnsCache;
-pub use facts::{Facts, NameSource};
+pub use facts::{AppSource, Facts, NameSource};
+pub use related::RelatedFlows;
 pub use sigdb::SignatureDb;
 pub use view::{Dir, PacketView};

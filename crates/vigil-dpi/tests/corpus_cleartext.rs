@@ -1,5 +1,5 @@
 //! Replays the nDPI corpus (when present) through the full classifier and scores the clear-text
-//! and LAN protocols (HTTP, DNS, SSH, FTP, mail, MQTT, DHCP, NTP, SSDP, NetBIOS, SMB, Kerberos,
+//! and LAN protocols (HTTP, DNS, SSH, FTP control and data, mail, MQTT, DHCP, NTP, SSDP, NetBIOS, SMB, Kerberos,
 //! LDAP, RDP) against nDPI's per-flow results. Skips with a message when the corpus is absent.
 //!
 //! `cargo test -p vigil-dpi --test corpus_cleartext -- --nocapture` prints the per-protocol table.
@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{replay, Capture};
-use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext};
+use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext, RelatedFlows};
 
 /// Master protocols (or nDPI apps) this test scores.
 const SCORED: &[&str] = &[
@@ -20,6 +20,7 @@ const SCORED: &[&str] = &[
     "LLMNR",
     "SSH",
     "FTP_CONTROL",
+    "FTP_DATA",
     "SMTP",
     "SMTPS",
     "IMAP",
@@ -51,10 +52,13 @@ struct Score {
 fn cleartext_protocols_match_ndpi() {
     let Some((captures, sigdb)) = common::corpus() else { return };
     let cache = DnsCache::new(65_536);
-    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, config: ClassifierConfig::default() };
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     let mut misses = Vec::new();
     for Capture { name, path, want } in captures {
+        // Each capture is its own world: what its flows teach each other starts empty.
+        let related = RelatedFlows::default();
+        let ctx =
+            DpiContext { sigdb: &sigdb, dns_cache: &cache, related: &related, config: ClassifierConfig::default() };
         if !want.values().any(|e| SCORED.contains(&e.master.as_str())) {
             continue;
         }

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{replay, Capture};
-use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext};
+use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext, RelatedFlows};
 
 /// Names (nDPI master protocols or applications) these dissectors produce.
 const SCORED: &[&str] = &[
@@ -69,17 +69,22 @@ struct Score {
 fn tunnels_and_media_match_ndpi() {
     let Some((captures, sigdb)) = common::corpus() else { return };
     let cache = DnsCache::new(65_536);
-    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, config: ClassifierConfig::default() };
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     let mut misses = Vec::new();
     let mut false_positives = Vec::new();
     for Capture { name, path, want } in captures {
+        // Each capture is its own world: what its flows teach each other starts empty.
+        let related = RelatedFlows::default();
+        let ctx =
+            DpiContext { sigdb: &sigdb, dns_cache: &cache, related: &related, config: ClassifierConfig::default() };
         let flows = replay(&path, &ctx);
         for (k, e) in &want {
             let facts = flows.get(k).map(|f| f.classifier.facts().clone()).unwrap_or_default();
             let got = facts.protocol.unwrap_or("Unknown");
             let names = [Some(e.master.as_str()), e.app.as_deref()];
-            let ok = names.contains(&Some(got)) || facts.app_hint.is_some() && names.contains(&facts.app_hint);
+            let ok = names.contains(&Some(got))
+                || facts.app_hint.is_some() && names.contains(&facts.app_hint)
+                || facts.app.as_deref().is_some_and(|a| names.contains(&Some(a)));
             let scored = names.iter().flatten().find(|n| SCORED.contains(n));
             if let Some(label) = scored {
                 let s = scores.entry(label.to_string()).or_default();

@@ -142,6 +142,8 @@ pub struct L7Facts {
     pub category: Option<Arc<str>>,
     pub hostname: Option<Arc<str>>,
     pub name_source: Option<&'static str>,
+    /// Another flow taught the protocol or application ("announced", "socket").
+    pub app_source: Option<&'static str>,
     pub ja4: Option<Arc<str>>,
     /// ALPN offered by the client, and the one the server chose.
     pub alpn: Vec<String>,
@@ -240,6 +242,7 @@ impl L7Facts {
             category: f.category.clone(),
             hostname: f.hostname.as_deref().map(Arc::from),
             name_source: f.name_source.map(|s| s.as_str()),
+            app_source: f.app_source.map(|s| s.as_str()),
             ja4: f.ja4.as_deref().map(Arc::from),
             alpn: f.alpn_offered.clone(),
             alpn_selected: f.alpn.clone(),
@@ -309,6 +312,7 @@ impl Flow {
             category: self.l7.category.clone(),
             hostname: self.l7.hostname.clone(),
             name_source: self.l7.name_source.map(String::from),
+            app_source: self.l7.app_source.map(String::from),
             ja4: self.l7.ja4.clone(),
             alpn: self.l7.alpn.clone(),
             alpn_selected: self.l7.alpn_selected.clone(),
@@ -370,6 +374,12 @@ pub struct FlowRecord {
     /// Where the hostname came from: "sni", "http", "dns", "dns-cache", "certificate", "protocol".
     #[serde(default)]
     pub name_source: Option<String>,
+    /// When another flow taught this one its protocol or application: "announced" (an FTP control
+    /// connection announced this data connection: protocol "FTP_DATA"), "socket" (an earlier flow
+    /// of the same UDP socket was identified as a call application). Left out when the flow was
+    /// named by its own evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_source: Option<String>,
     pub ja4: Option<Arc<str>>,
     /// ALPN protocols the client offered, in order.
     #[serde(default)]

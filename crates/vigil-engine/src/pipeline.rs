@@ -8,7 +8,7 @@ use crate::policy::{Evaluation, FlowFacts, L7View, Policy, RuleAction};
 use crate::table::{FlowTable, FlowTableConfig};
 use crate::time::Timestamp;
 use std::sync::Arc;
-use vigil_dpi::{Classifier, ClassifierConfig, Dir, DnsCache, DpiContext, PacketView, SignatureDb};
+use vigil_dpi::{Classifier, ClassifierConfig, Dir, DnsCache, DpiContext, PacketView, RelatedFlows, SignatureDb};
 use vigil_wire::{tcp, L4Proto, PacketInfo};
 
 /// What the shell knows about a packet besides its bytes.
@@ -152,18 +152,19 @@ pub struct PipelineConfig {
     pub hold_undecided: bool,
 }
 
-/// What classification shares across workers: the signature database (swapped on reload) and
-/// the DNS-learned names.
+/// What classification shares across workers: the signature database (swapped on reload), the
+/// DNS-learned names, and what flows teach about related flows (FTP data connections, call sockets).
 #[derive(Debug, Clone)]
 pub struct Classification {
     pub sigdb: Arc<SignatureDb>,
     pub dns_cache: Arc<DnsCache>,
+    pub related: Arc<RelatedFlows>,
     pub config: ClassifierConfig,
 }
 
 impl Classification {
     fn context(&self) -> DpiContext<'_> {
-        DpiContext { sigdb: &self.sigdb, dns_cache: &self.dns_cache, config: self.config }
+        DpiContext { sigdb: &self.sigdb, dns_cache: &self.dns_cache, related: &self.related, config: self.config }
     }
 }
 
@@ -969,7 +970,12 @@ mod tests {
         let lists = Default::default();
         let ctx = crate::policy::CompileContext { groups: &groups, lists: &lists, sigdb: Some(&sigdb) };
         let policy = Arc::new(Policy::compile_with(&doc.policy, &ctx).unwrap());
-        let classify = Classification { sigdb, dns_cache: Arc::new(DnsCache::new(1024)), config: Default::default() };
+        let classify = Classification {
+            sigdb,
+            dns_cache: Arc::new(DnsCache::new(1024)),
+            related: Default::default(),
+            config: Default::default(),
+        };
         Pipeline::new(
             PipelineConfig {
                 flows: FlowTableConfig::default(),
@@ -1038,6 +1044,33 @@ mod tests {
     }
 
     #[test]
+    fn an_announced_ftp_data_connection_is_decided_at_its_syn() {
+        let mut p = classifying("[[policy.rules]]\nname='no-ftp-data'\naction='block'\nprotocols=['FTP_DATA']\n");
+        let m = PacketMeta::default();
+        let t = Timestamp::from_secs(5);
+        let seg = |src, sport, dst, dport, flags, seq: u32, payload: &[u8]| {
+            let mut pkt = v4(6, src, sport, dst, dport, flags, payload);
+            pkt[24..28].copy_from_slice(&seq.to_be_bytes());
+            pkt
+        };
+        let (syn, ack) = (tcp::SYN, tcp::ACK | tcp::PSH);
+        p.process(&seg(C, 40000, S, 21, syn, 0, b""), &m, t);
+        p.process(&seg(S, 21, C, 40000, syn | tcp::ACK, 0, b""), &m, t);
+        // The control connection is identified at its greeting (the rule does not match it: it is
+        // decided and passes), but stays in userspace: its control lines are still read.
+        let d = p.process(&seg(S, 21, C, 40000, ack, 1, b"220 (vsFTPd 3.0.3)\r\n"), &m, t);
+        assert_eq!((d.action, d.offload), (Action::Accept, false));
+        p.process(&seg(C, 40000, S, 21, ack, 1, b"PASV\r\n"), &m, t);
+        p.process(&seg(S, 21, C, 40000, ack, 21, b"227 Entering Passive Mode (10,0,0,1,100,85).\r\n"), &m, t);
+        // The data connection is FTP_DATA at its SYN: blocked before it carries a byte.
+        let d = p.process(&seg(C, 40001, S, 25685, syn, 0, b""), &m, t);
+        assert_eq!((d.action, d.rule.as_deref()), (Action::Drop, Some("no-ftp-data")));
+        // The announcement was one-shot: the next connection to the port waits for its payload.
+        let d = p.process(&seg(C, 40002, S, 25685, syn, 0, b""), &m, t);
+        assert_eq!((d.action, d.rule), (Action::Accept, None));
+    }
+
+    #[test]
     fn reject_udp_answers_with_icmp_unreachable_and_require_dns_sees_the_cache() {
         let mut p = classifying(
             "[[policy.rules]]\nname='no-unresolved-quic'\naction='reject'\nl4='udp'\ndst_ports=[443]\nrequire_dns=true\n",
@@ -1074,7 +1107,12 @@ mod late_block_tests {
         )
         .unwrap();
         let sigdb = Arc::new(SignatureDb::builtin().unwrap());
-        let classify = Classification { sigdb, dns_cache: Arc::new(DnsCache::new(64)), config: Default::default() };
+        let classify = Classification {
+            sigdb,
+            dns_cache: Arc::new(DnsCache::new(64)),
+            related: Default::default(),
+            config: Default::default(),
+        };
         let mut p = Pipeline::new(
             PipelineConfig { classify: Some(classify), offload: true, ..Default::default() },
             Arc::new(Policy::compile(&cfg).unwrap()),
@@ -1183,6 +1221,7 @@ mod hold_tests {
         let classify = Classification {
             sigdb: Arc::new(SignatureDb::builtin().unwrap()),
             dns_cache: Arc::new(DnsCache::new(64)),
+            related: Default::default(),
             config: Default::default(),
         };
         Pipeline::new(
@@ -1247,6 +1286,7 @@ mod details_tests {
         let classify = Classification {
             sigdb: Arc::new(SignatureDb::builtin().unwrap()),
             dns_cache: Arc::new(DnsCache::new(64)),
+            related: Default::default(),
             config: Default::default(),
         };
         Pipeline::new(

@@ -38,6 +38,7 @@ pub(crate) mod testutil {
             category: Some(Arc::from("web")),
             hostname: Some(Arc::from("www.example.com")),
             name_source: Some("sni".into()),
+            app_source: None,
             ja4: Some(Arc::from("t13d1516h2_8daaf6152771_02713d6af862")),
             alpn: vec!["h2".into(), "http/1.1".into()],
             alpn_selected: Some("h2".into()),

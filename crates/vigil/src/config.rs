@@ -49,6 +49,9 @@ pub struct ClassifyConfig {
     pub max_packets: u32,
     /// Addresses remembered from DNS answers (to name flows that carry no name of their own).
     pub dns_cache_entries: usize,
+    /// What flows teach about other flows, remembered: data connections announced by FTP control
+    /// connections, and the applications of call sockets (ICE/VoIP).
+    pub related_cache_entries: usize,
     /// Extra signature files (same format as the shipped database, see docs/SIGNATURES.md); their
     /// applications and categories are added, and replace shipped ones of the same name.
     pub signatures: Vec<PathBuf>,
@@ -64,6 +67,7 @@ impl Default for ClassifyConfig {
             enabled: true,
             max_packets: 32,
             dns_cache_entries: 65_536,
+            related_cache_entries: vigil_dpi::related::DEFAULT_ENTRIES,
             signatures: Vec::new(),
             app: Vec::new(),
             category: Vec::new(),
@@ -100,15 +104,18 @@ impl ClassifyConfig {
         Ok(db)
     }
 
-    /// The pipeline's classification settings (a fresh DNS cache is made by the caller).
+    /// The pipeline's classification settings (fresh caches are made by the caller, which decides
+    /// how long they live: the runtime's survive reloads, replay makes new ones per capture).
     pub fn classification(
         &self,
         sigdb: std::sync::Arc<vigil_dpi::SignatureDb>,
         dns_cache: std::sync::Arc<vigil_dpi::DnsCache>,
+        related: std::sync::Arc<vigil_dpi::RelatedFlows>,
     ) -> Option<vigil_engine::pipeline::Classification> {
         self.enabled.then(|| vigil_engine::pipeline::Classification {
             sigdb,
             dns_cache,
+            related,
             config: vigil_dpi::ClassifierConfig { max_packets: self.max_packets.max(1) },
         })
     }
@@ -436,6 +443,9 @@ impl Config {
         if self.classify.dns_cache_entries == 0 {
             return Err("[classify] dns_cache_entries must be at least 1".into());
         }
+        if self.classify.related_cache_entries == 0 {
+            return Err("[classify] related_cache_entries must be at least 1".into());
+        }
         if e.flows.max_flows == 0 {
             return Err("[engine.flows] max_flows must be at least 1".into());
         }
@@ -502,6 +512,10 @@ sqlite = "/var/lib/vigil/vigil.db"
         assert!(cfg.engine.fail_open && cfg.engine.gso && cfg.engine.offload && cfg.firewall.manage);
         assert_eq!(cfg.firewall.chains, vec![Chain::Forward]);
         assert_eq!(cfg.firewall.queue_packets, 32);
+        assert_eq!(cfg.classify.related_cache_entries, vigil_dpi::related::DEFAULT_ENTRIES);
+        let cfg = parse("[classify]\nrelated_cache_entries = 100\n").unwrap();
+        assert_eq!(cfg.classify.related_cache_entries, 100);
+        assert!(parse("[classify]\nrelated_cache_entries = 0\n").unwrap_err().contains("related_cache_entries"));
     }
 
     #[test]

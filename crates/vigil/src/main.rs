@@ -282,9 +282,10 @@ fn dispatch(cmd: Command) -> Result<()> {
             let mut writer = RecordWriter::new(std::io::BufWriter::new(stdout), format);
             let mut failed = 0;
             for path in &pcaps {
-                // Each capture is its own world: a fresh DNS cache per file.
+                // Each capture is its own world: fresh caches per file.
                 let dns = Arc::new(vigil_dpi::DnsCache::new(cfg.classify.dns_cache_entries));
-                let classify = cfg.classify.classification(sigdb.clone(), dns);
+                let related = Arc::new(vigil_dpi::RelatedFlows::new(cfg.classify.related_cache_entries));
+                let classify = cfg.classify.classification(sigdb.clone(), dns, related);
                 let res = replay::replay_file(path, policy.clone(), flows.clone(), classify, &mut |r| writer.write(r));
                 match res {
                     Ok(s) => log::info!(
@@ -316,7 +317,8 @@ fn dispatch(cmd: Command) -> Result<()> {
             let mut writer = RecordWriter::new(std::io::BufWriter::new(stdout), format);
             for path in &pcaps {
                 let dns = Arc::new(vigil_dpi::DnsCache::new(l.config.classify.dns_cache_entries));
-                let classify = l.config.classify.classification(sigdb.clone(), dns);
+                let related = Arc::new(vigil_dpi::RelatedFlows::new(l.config.classify.related_cache_entries));
+                let classify = l.config.classify.classification(sigdb.clone(), dns, related);
                 replay::replay_file(path, policy.clone(), l.config.engine.flows.clone(), classify, &mut |r| {
                     let key = (r.rule.as_deref().unwrap_or("(default)").to_string(), r.verdict.to_string());
                     let t = totals.entry(key).or_default();

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vigil_dpi::{DnsCache, SignatureDb};
+use vigil_dpi::{DnsCache, RelatedFlows, SignatureDb};
 use vigil_engine::pipeline::PipelineConfig;
 use vigil_engine::{Action, EndReason, Event, PacketMeta, Pipeline, PipelineStats, Policy, Timestamp};
 use vigil_nfq::{Queue, QueueConfig, QueueStats, Verdict};
@@ -229,6 +229,9 @@ pub fn run(opts: RunOptions) -> Result<()> {
     let sigdb = Arc::new(sigdb);
     // One DNS cache for all workers: a client's lookup and its connection may hash to different queues.
     let dns_cache = Arc::new(DnsCache::new(cfg.classify.dns_cache_entries));
+    // Likewise what flows teach about related flows (an FTP control connection and its data
+    // connection, the flows of one call socket may land on different queues). Both survive reloads.
+    let related = Arc::new(RelatedFlows::new(cfg.classify.related_cache_entries));
     let started = Timestamp::now();
     let shared = Arc::new(Shared {
         policy: SharedPolicy::new(Rulebook { policy: Arc::new(policy), sigdb: sigdb.clone() }),
@@ -270,7 +273,7 @@ pub fn run(opts: RunOptions) -> Result<()> {
         let pcfg = PipelineConfig {
             flows: cfg.engine.flows.clone(),
             offload: cfg.engine.offload,
-            classify: cfg.classify.classification(sigdb.clone(), dns_cache.clone()),
+            classify: cfg.classify.classification(sigdb.clone(), dns_cache.clone(), related.clone()),
             // Session ids: 24 bits that differ per worker and per run, 40 bits of counter.
             flow_id_salt: ((started.micros() / 1_000_000) ^ (u64::from(std::process::id()) << 8))
                 .wrapping_add(slot as u64)
@@ -408,7 +411,8 @@ pub fn run(opts: RunOptions) -> Result<()> {
                         || new_cfg.firewall != cfg.firewall
                         || new_cfg.classify.enabled != cfg.classify.enabled
                         || new_cfg.classify.max_packets != cfg.classify.max_packets
-                        || new_cfg.classify.dns_cache_entries != cfg.classify.dns_cache_entries;
+                        || new_cfg.classify.dns_cache_entries != cfg.classify.dns_cache_entries
+                        || new_cfg.classify.related_cache_entries != cfg.classify.related_cache_entries;
                     if restart_needed {
                         log::warn!("[engine], [firewall] and [classify] settings take effect at the next restart; the policy and signatures were applied now");
                     }

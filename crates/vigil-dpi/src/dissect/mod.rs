@@ -62,6 +62,13 @@ pub trait Dissector: Send {
     /// Short name, for diagnostics and tests.
     fn name(&self) -> &'static str;
     fn on_packet(&mut self, pkt: &PacketView<'_>, facts: &mut Facts) -> Step;
+    /// True when [`Step::Identified`] already identifies the flow completely (its protocol carries
+    /// no name, so a policy can decide on it at once) and later packets serve other purposes only,
+    /// such as FTP control lines announcing data connections. By default a flow that is
+    /// `Identified` but carries no name yet counts as identified only when its dissector is done.
+    fn named_when_identified(&self) -> bool {
+        false
+    }
 }
 
 /// The candidates for a new flow, most specific first. Zero-sized dissectors cost no allocation.

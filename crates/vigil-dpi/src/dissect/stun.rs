@@ -28,6 +28,12 @@
 //!
 //! GOOG-NETWORK-INFO (0xC057) is deliberately not a Google rule: every libwebrtc client sends it
 //! (the Signal peer-to-peer flows of `stun_signal.pcapng` do).
+//!
+//! The ends that sent requests (or received answers) are recorded in `facts.stun_requesters`: they
+//! run a STUN client on their socket, and the classifier teaches the application found here to
+//! those sockets, whose other flows (ICE checks to public STUN servers, peer checks, DTLS, media)
+//! carry no realm or vendor attribute of their own ([`crate::related`]). A STUN or TURN server
+//! only answers, so its socket is never taught.
 
 use super::{Dissector, Step};
 use crate::facts::{Facts, NameSource};
@@ -90,6 +96,23 @@ fn classic_type(ty: u16) -> bool {
 fn known_type(ty: u16) -> bool {
     let method = (ty & 0x000f) | ((ty & 0x00e0) >> 1) | ((ty & 0x3e00) >> 2);
     (1..=0x00c).contains(&method) || method == 0x080 || (0x0800..=0x0805).contains(&ty)
+}
+
+/// The side that sent the request a message belongs to, seen from the message's direction: the
+/// sender of a request, the receiver of a success or error response. Only for standard methods
+/// (RFC 8489, 8656, 6062) and GOOG-PING, whose classes are known; an indication has no requester.
+fn requester(ty: u16, dir: Dir) -> Option<Dir> {
+    if (0x0800..=0x0805).contains(&ty) || !known_type(ty) {
+        return None; // WhatsApp's own types: their classes are not known
+    }
+    match ty & 0x0110 {
+        0x0000 => Some(dir),
+        0x0100 | 0x0110 => Some(match dir {
+            Dir::ToServer => Dir::ToClient,
+            Dir::ToClient => Dir::ToServer,
+        }),
+        _ => None,
+    }
 }
 
 /// The STUN message at the start of `p`, if the header and attribute list are consistent.
@@ -180,6 +203,11 @@ fn printable(v: &[u8]) -> Option<&str> {
 }
 
 fn learn(m: &Msg<'_>, dir: Dir, facts: &mut Facts) {
+    // The request's sender runs a STUN client (an ICE agent, a TURN client) on its socket, the
+    // socket whose other flows belong to the same call (`crate::related`).
+    if let Some(d) = requester(m.ty, dir) {
+        facts.stun_requesters[d.index()] = true;
+    }
     if facts.app_hint.is_none() {
         facts.app_hint = app_of(m.ty, 0, &[]);
     }
@@ -367,6 +395,26 @@ mod tests {
         hello.resize(153, 0);
         let (s, f) = run(L4Proto::Udp, &[(Dir::ToServer, ice), (Dir::ToServer, hello)]);
         assert_eq!((s, f.protocol, f.app_hint), (Step::Identified, Some("DTLS"), None));
+    }
+
+    #[test]
+    fn requesters_are_the_stun_clients() {
+        // A TURN client: Allocate request, then the server's 401 (stun_signal.pcapng).
+        let alloc = msg(0x0003, &[(0x0019, &[17, 0, 0, 0])]);
+        let err = msg(0x0113, &[(0x0014, b"signal.org")]);
+        let (_, f) = run(L4Proto::Udp, &[(Dir::ToServer, alloc), (Dir::ToClient, err.clone())]);
+        assert_eq!(f.stun_requesters, [true, false]);
+        // Only the answer seen (joined mid-flow): its receiver asked.
+        assert_eq!(run(L4Proto::Udp, &[(Dir::ToClient, err)]).1.stun_requesters, [true, false]);
+        // ICE: both peers check (a Binding request from the flow's server too).
+        let check = msg(0x0001, &[(0x0006, b"a:b")]);
+        let (_, f) = run(L4Proto::Udp, &[(Dir::ToServer, check.clone()), (Dir::ToClient, check)]);
+        assert_eq!(f.stun_requesters, [true, true]);
+        // A server's Data indication (TURN) and WhatsApp's own types (classes unknown) name nobody.
+        let data = msg(0x0017, &[(0x0013, b"media")]);
+        assert_eq!(run(L4Proto::Udp, &[(Dir::ToClient, data)]).1.stun_requesters, [false, false]);
+        let wa = msg(0x0800, &[(0x0016, &[0; 8])]);
+        assert_eq!(run(L4Proto::Udp, &[(Dir::ToClient, wa)]).1.stun_requesters, [false, false]);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!    the server certificate's names: exact and `*.suffix` patterns, longest match wins;
 //! 2. a dissector's own identification (`facts.app_hint`), then the protocol itself when it is an
 //!    application ("Discord", "Telegram"): matched against application names, aliases and
-//!    `protocols` lists;
+//!    `protocols` lists; then the application of a call whose UDP socket the flow shares
+//!    (`facts.related_app`, learned from another flow of the socket, see [`crate::related`]);
 //! 3. the client's JA4 fingerprint and HTTP User-Agent, then ALPN (chosen, then offered);
 //! 4. a hostname learned from the DNS cache (a name for the address, not for this flow);
 //! 5. the server address (longest-prefix match), only for flows whose protocol is unknown or a
@@ -23,7 +24,7 @@
 mod format;
 mod trie;
 
-use crate::facts::{Facts, NameSource};
+use crate::facts::{AppSource, Facts, NameSource};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -316,10 +317,15 @@ impl SignatureDb {
     /// that a flow without an application gets its protocol's category when one is defined.
     pub fn classify(&self, facts: &mut Facts, _client: (IpAddr, u16), server: (IpAddr, u16), l4: L4Proto) {
         match self.decide(facts, server, l4) {
-            Some(id) => {
+            Some((id, from_socket)) => {
                 let app = &self.apps[id as usize];
                 facts.app = Some(app.name.clone());
                 facts.category = Some(app.category.clone());
+                if from_socket {
+                    facts.app_source = Some(AppSource::Socket);
+                } else if facts.app_source == Some(AppSource::Socket) {
+                    facts.app_source = None; // the flow's own evidence came since
+                }
             }
             None => {
                 if let Some(name) = facts.app.clone() {
@@ -339,42 +345,48 @@ impl SignatureDb {
         }
     }
 
-    /// The application id the evidence points to (see the module docs for the order).
-    fn decide(&self, facts: &Facts, server: (IpAddr, u16), l4: L4Proto) -> Option<u32> {
+    /// The application id the evidence points to (see the module docs for the order), and whether
+    /// it came from the flow's call socket (`facts.related_app`) rather than the flow itself.
+    fn decide(&self, facts: &Facts, server: (IpAddr, u16), l4: L4Proto) -> Option<(u32, bool)> {
+        let own = |id| Some((id, false));
         let protocol = facts.protocol;
         let admitted = |id: u32| self.apps[id as usize].admits(protocol).then_some(id);
         let own_name = facts.hostname.as_deref().filter(|_| facts.name_source != Some(NameSource::DnsCache));
         // 1. The flow's own hostname, then the certificate's names.
         if let Some(id) = own_name.and_then(|h| self.match_host_for(h, protocol)) {
-            return Some(id);
+            return own(id);
         }
         for n in &facts.cert_names {
             if let Some(id) = self.match_host_for(n.strip_prefix("*.").unwrap_or(n), protocol) {
-                return Some(id);
+                return own(id);
             }
         }
-        // 2. A dissector's identification, then the protocol itself when it is an application.
+        // 2. A dissector's identification, then the protocol itself when it is an application, then
+        //    the application of the call socket the flow shares (another flow's identification).
         if let Some(id) = facts.app_hint.and_then(|h| self.index.names.get(&norm_name(h)).copied()) {
-            return Some(id);
+            return own(id);
         }
         if let Some(id) = protocol.and_then(|p| self.index.names.get(&norm_name(p)).copied()) {
-            return Some(id);
+            return own(id);
+        }
+        if let Some(id) = facts.related_app.and_then(|h| self.index.names.get(&norm_name(h)).copied()) {
+            return Some((id, true));
         }
         // 3. Client fingerprints (JA4, HTTP User-Agent), then ALPN.
         if let Some(id) = facts.ja4.as_deref().and_then(|j| self.match_ja4(j)).and_then(admitted) {
-            return Some(id);
+            return own(id);
         }
         if let Some(id) = facts.user_agent.as_deref().and_then(|u| self.match_ua(u)).and_then(admitted) {
-            return Some(id);
+            return own(id);
         }
         let alpns = facts.alpn.iter().chain(facts.alpn_offered.iter());
         if let Some(id) = alpns.filter_map(|a| self.match_alpn(a)).find_map(admitted) {
-            return Some(id);
+            return own(id);
         }
         // 4. A name the DNS cache learned for the server address.
         if facts.name_source == Some(NameSource::DnsCache) {
             if let Some(id) = facts.hostname.as_deref().and_then(|h| self.match_host_for(h, protocol)) {
-                return Some(id);
+                return own(id);
             }
         }
         let infrastructure =
@@ -387,7 +399,7 @@ impl SignatureDb {
         if own_name.is_none() && !infrastructure {
             let by_addr = self.match_ip(server.0).and_then(admitted);
             if let Some(id) = by_addr.filter(|&id| address_named || self.apps[id as usize].dedicated_ips) {
-                return Some(id);
+                return own(id);
             }
         }
         // 6. The server port (only unambiguous ones are in the database).
@@ -398,7 +410,7 @@ impl SignatureDb {
                 _ => None,
             };
             if let Some(id) = proto.and_then(|p| self.index.ports.get(&(p, server.1)).copied()).and_then(admitted) {
-                return Some(id);
+                return own(id);
             }
         }
         None

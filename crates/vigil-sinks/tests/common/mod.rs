@@ -156,6 +156,7 @@ pub fn session(id: u64) -> Record {
         category: None,
         hostname: even.then(|| Arc::from("www.example.com")),
         name_source: even.then(|| "sni".into()),
+        app_source: None,
         ja4: None,
         alpn: if even { vec!["h2".into(), "http/1.1".into()] } else { vec![] },
         alpn_selected: even.then(|| "h2".into()),
