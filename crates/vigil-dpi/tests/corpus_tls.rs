@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use common::{key, replay, Capture};
-use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext};
+use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext, RelatedFlows};
 use vigil_wire::L4Proto;
 
 /// Flows whose capture starts after their handshake: only TLS records (nDPI: TLS).
@@ -25,7 +25,8 @@ const MIDSTREAM: &[(&str, &str, &str)] = &[
 fn midstream_flows_are_tls() {
     let Some((_, sigdb)) = common::corpus() else { return };
     let cache = DnsCache::new(1024);
-    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, config: ClassifierConfig::default() };
+    let related = RelatedFlows::default();
+    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, related: &related, config: ClassifierConfig::default() };
     for (file, a, b) in MIDSTREAM {
         let flows = replay(&Path::new(common::CORPUS).join(file), &ctx);
         let (a, b): (SocketAddr, SocketAddr) = (a.parse().unwrap(), b.parse().unwrap());
@@ -43,7 +44,8 @@ fn midstream_flows_are_tls() {
 fn tls_from_payload_agrees_with_ndpi() {
     let Some((captures, sigdb)) = common::corpus() else { return };
     let cache = DnsCache::new(65_536);
-    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, config: ClassifierConfig::default() };
+    let related = RelatedFlows::default();
+    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, related: &related, config: ClassifierConfig::default() };
     let (mut named, mut wrong) = (0, Vec::new());
     for Capture { name, path, want } in captures {
         let flows = replay(&path, &ctx);
