@@ -3,14 +3,35 @@
 //! gets a decision, and the counters add up.
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
-use vigil_engine::pipeline::PipelineConfig;
+use vigil_dpi::{ClassifierConfig, DnsCache, RelatedFlows, SignatureDb};
+use vigil_engine::pipeline::{Classification, PipelineConfig};
 use vigil_engine::{EndReason, FlowTableConfig, PacketMeta, Pipeline, Policy, PolicyConfig, Timestamp};
 
 fuzz_target!(|data: &[u8]| {
-    let cfg: PolicyConfig = toml::from_str("[[rules]]\nname='b'\naction='block'\ndst_ports=[23]\n").unwrap_or_default();
+    let Some((&flags, data)) = data.split_first() else { return };
+    let cfg: PolicyConfig = toml::from_str(
+        "[[rules]]\nname='b'\naction='block'\ndst_ports=[23]\n\
+         [[rules]]\nname='t'\naction='block'\nprotocols=['BitTorrent','FTP_DATA']\n",
+    )
+    .unwrap_or_default();
     let policy = Arc::new(Policy::compile(&cfg).unwrap_or_default());
     let flows = FlowTableConfig { max_flows: 8, ..Default::default() };
-    let mut p = Pipeline::new(PipelineConfig { flows, offload: true }, policy);
+    // The first byte picks the shell's options: classification on or off, holding undecided flows.
+    let classify = (flags & 1 != 0).then(|| Classification {
+        sigdb: Arc::new(SignatureDb::builtin().expect("builtin signatures")),
+        dns_cache: Arc::new(DnsCache::new(64)),
+        related: Arc::new(RelatedFlows::new(64)),
+        config: ClassifierConfig::default(),
+    });
+    let cfg = PipelineConfig {
+        flows,
+        offload: true,
+        classify,
+        flow_id_salt: 0,
+        interim_interval: None,
+        hold_undecided: flags & 2 != 0,
+    };
+    let mut p = Pipeline::new(cfg, policy);
     // Each chunk: 1 length byte, 1 time step byte, then the packet.
     let mut rest = data;
     let mut now = 1_000_000u64;
