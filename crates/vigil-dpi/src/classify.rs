@@ -134,6 +134,7 @@ fn is_carrier(protocol: &str) -> bool {
             | "DTLS"
             | "QUIC"
             | "HTTP"
+            | "HTTP2"
             | "DNS"
             | "MDNS"
             | "LLMNR"
