@@ -146,6 +146,7 @@ fn is_carrier(protocol: &str) -> bool {
             | "DTLS"
             | "QUIC"
             | "HTTP"
+            | "HTTP2"
             | "DNS"
             | "MDNS"
             | "LLMNR"

@@ -1,6 +1,7 @@
 //! Replays the nDPI corpus (when present) through the full classifier and scores the clear-text
-//! and LAN protocols (HTTP, DNS, SSH, FTP control and data, mail, MQTT, DHCP, NTP, SSDP, NetBIOS, SMB, Kerberos,
-//! LDAP, RDP) against nDPI's per-flow results. Skips with a message when the corpus is absent.
+//! and LAN protocols (HTTP, HTTP/2 in clear, DNS, SSH, FTP control and data, mail, MQTT, DHCP,
+//! NTP, SSDP, NetBIOS, SMB, Kerberos, LDAP, RDP) against nDPI's per-flow results. Skips with a
+//! message when the corpus is absent.
 //!
 //! `cargo test -p vigil-dpi --test corpus_cleartext -- --nocapture` prints the per-protocol table.
 
@@ -14,6 +15,7 @@ use vigil_dpi::{ClassifierConfig, DnsCache, DpiContext, RelatedFlows};
 /// Master protocols (or nDPI apps) this test scores.
 const SCORED: &[&str] = &[
     "HTTP",
+    "HTTP2",
     "HTTP_Connect",
     "DNS",
     "MDNS",

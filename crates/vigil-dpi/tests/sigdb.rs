@@ -530,7 +530,7 @@ fn agreement(db: &SignatureDb, files: &[std::path::PathBuf]) -> Agreement {
             let protocol: &'static str = Box::leak(flow.master.clone().into_boxed_str());
             let source = match protocol {
                 "TLS" | "QUIC" | "DTLS" => NameSource::Sni,
-                "HTTP" => NameSource::Http,
+                "HTTP" | "HTTP2" => NameSource::Http,
                 "DNS" => NameSource::Dns,
                 _ => NameSource::Protocol,
             };

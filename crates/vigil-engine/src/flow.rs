@@ -253,7 +253,8 @@ impl L7Facts {
 }
 
 impl Flow {
-    /// Is the flow's protocol HTTP (as far as classification got)?
+    /// Is the flow's protocol HTTP/1.x (as far as classification got)? Only such a client can
+    /// read the HTTP/1.1 block page; an HTTP/2 (h2c, "HTTP2") flow is answered with a reset.
     pub fn l7_protocol_is_http(&self) -> bool {
         match &self.classifier {
             Some(c) => c.facts().protocol == Some("HTTP"),

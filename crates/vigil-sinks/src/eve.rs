@@ -16,8 +16,9 @@
 //!     ("TLS 1.3", "TLS 1.2", "TLS 1.1", "TLSv1", "SSLv3"), only when the ServerHello was seen.
 //!     Certificate names and ECH have no Suricata field (Suricata logs the certificate's subject
 //!     and issuer, which vigil does not parse): they are in `vigil { cert_names, ech }`.
-//!   - HTTP: `http { hostname, url, http_user_agent, http_method }` (the first request; `url` is
-//!     the request target as sent, a path for a plain request).
+//!   - HTTP and HTTP/2 in clear (h2c, `app_proto` "http2"): `http { hostname, url, http_user_agent,
+//!     http_method }` (the first request; `url` is the request target as sent, a path for a plain
+//!     request, the `:path` for HTTP/2).
 //!   - SSH: `ssh { client { proto_version, software_version }, server { ... } }` from the
 //!     banners, split as Suricata splits them: "SSH-2.0-OpenSSH_9.2p1 Debian-2" is proto_version
 //!     "2.0", software_version "OpenSSH_9.2p1" (the comment after the space is dropped; the whole
@@ -510,7 +511,8 @@ fn flow_events(r: &FlowRecord, app_event: bool) -> Vec<Event<'_>> {
                 });
                 out.push(e);
             }
-            "HTTP" => {
+            // Suricata logs HTTP/2 requests as `http` events too (app_proto "http2").
+            "HTTP" | "HTTP2" => {
                 let mut e = common("http");
                 e.http = Some(EveHttp {
                     hostname: r.hostname.as_deref(),
@@ -688,7 +690,6 @@ pub fn app_proto(protocol: &str) -> Option<String> {
             "Kerberos" => "krb5",
             "MDNS" | "LLMNR" => "dns",
             "DHCPV6" => "dhcp",
-            "HTTP/2" => "http2",
             other => return Some(other.to_ascii_lowercase()),
         }
         .to_string(),

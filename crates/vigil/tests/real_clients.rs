@@ -1,9 +1,9 @@
 //! Real current clients through `vigil replay`, as a user runs it: Chromium and Firefox over TCP
-//! and QUIC, curl (TLS, HTTP), wget and gnutls-cli (GnuTLS), Python's urllib, dig (UDP, TCP, DoT,
-//! DoH, an HTTPS record, an AAAA through a CNAME) and OpenSSH (IPv4, IPv6, port 2222), captured on
-//! a veth pair between two network namespaces by `scripts/capture_clients.sh` (see
-//! `tests/fixtures/clients/README.md` for the versions and commands). No root needed: the captures
-//! are committed.
+//! and QUIC, curl (TLS, HTTP, HTTP/2 in clear), wget and gnutls-cli (GnuTLS), Python's urllib,
+//! dig (UDP, TCP, DoT, DoH, an HTTPS record, an AAAA through a CNAME) and OpenSSH (IPv4, IPv6,
+//! port 2222), captured on a veth pair between two network namespaces by
+//! `scripts/capture_clients.sh` (see `tests/fixtures/clients/README.md` for the versions and
+//! commands). No root needed: the captures are committed.
 //!
 //! Every expected JA4 below was computed independently of vigil by `scripts/ja4_check.py` (its own
 //! pcap reader, TCP reassembly and QUIC Initial decryption, written from the public JA4 spec), and
@@ -270,6 +270,23 @@ fn curl_plain_http_named_by_host() {
     assert_eq!(dpi(f), 4, "the request is the 4th packet: {f:#}");
 }
 
+#[test]
+fn curl_h2c_prior_knowledge_named_by_authority() {
+    let flows = replay("curl_h2c.pcap");
+    let f = only(&flows);
+    common(f, "tcp", 80, "HTTP2");
+    assert_eq!(f["hostname"], "h2c.example-shop.test", "{f:#}");
+    assert_eq!(f["name_source"], "http", "{f:#}");
+    assert_eq!(f["http_method"], "GET", "{f:#}");
+    assert_eq!(f["http_path"], "/index.html", "{f:#}");
+    assert_eq!(f["user_agent"], "curl/7.88.1", "{f:#}");
+    assert_eq!(f["category"], "Web", "{f:#}");
+    assert!(f["ja4"].is_null());
+    // SYN, SYN-ACK, ACK, the preface with SETTINGS and WINDOW_UPDATE (identified: HTTP2), the
+    // server's ACK, then the HEADERS frame whose :authority names the flow: the 6th packet.
+    assert_eq!(dpi(f), 6, "the HEADERS frame is the 6th packet: {f:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // dig
 
@@ -431,6 +448,7 @@ protocols = ["SSH"]
         ("firefox_quic_gso.pcap", "no-shops"),
         ("curl_tls13.pcap", "no-shops"),
         ("curl_http.pcap", "no-shops"),
+        ("curl_h2c.pcap", "no-shops"),
         ("wget_tls.pcap", "no-shops"),
         ("gnutls_cli.pcap", "no-shops"),
         ("python_urllib.pcap", "no-shops"),

@@ -170,7 +170,8 @@ pub(crate) fn host_without_port(authority: &str) -> Option<&str> {
     ok.then_some(host)
 }
 
-fn lossy(b: &[u8], cap: usize) -> String {
+/// At most `cap` bytes of `b` as text (invalid UTF-8 replaced).
+pub(crate) fn lossy(b: &[u8], cap: usize) -> String {
     String::from_utf8_lossy(b.get(..cap).unwrap_or(b)).into_owned()
 }
 

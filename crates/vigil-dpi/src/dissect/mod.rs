@@ -21,6 +21,7 @@ pub mod dns;
 pub mod dtls;
 pub mod ftp;
 pub mod http;
+pub mod http2;
 pub mod ipsec;
 pub mod kerberos;
 pub mod ldap;
@@ -79,6 +80,8 @@ pub fn candidates(l4: L4Proto) -> Vec<Box<dyn Dissector>> {
         L4Proto::Tcp => vec![
             Box::new(tls::Tls::default()),
             Box::new(http::Http::default()),
+            // After HTTP/1 (far more common, and it drops a flow starting "PRI" at once).
+            Box::new(http2::Http2::default()),
             Box::new(ssh::Ssh::default()),
             Box::new(dns::Dns::default()),
             Box::new(ftp::Ftp::default()),

@@ -100,6 +100,7 @@ fn names() {
     assert_eq!(app_proto("IMAPS").as_deref(), Some("tls"));
     assert_eq!(app_proto("SMBv23").as_deref(), Some("smb"));
     assert_eq!(app_proto("QUIC").as_deref(), Some("quic"));
+    assert_eq!(app_proto("HTTP2").as_deref(), Some("http2"));
     assert_eq!(app_proto("Unknown"), None);
     assert_eq!(crate::record::rrtype_name(28), "AAAA");
     assert_eq!(crate::record::rrtype_name(4242), "4242");
@@ -262,6 +263,21 @@ fn golden_http_session_with_request() {
     assert_eq!(v["event_type"], "flow");
     assert_eq!(v["vigil"]["server_banner"], "SimpleHTTP/0.6 Python/3.11.7");
     assert_eq!(v["vigil"]["user_agent"], "curl/7.88.1");
+}
+
+#[test]
+fn http2_in_clear_is_an_http_event_with_suricatas_app_proto() {
+    let mut f = testutil::http_flow();
+    f.protocol = "HTTP2".into();
+    f.details.http_method = Some("GET".into());
+    f.details.http_path = Some("/index.html?a=1".into());
+    f.details.user_agent = Some("curl/7.88.1".into());
+    let lines = lines(&Record::from(f), true);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], HTTP_EVENT_DETAILS.replace(r#""app_proto":"http""#, r#""app_proto":"http2""#));
+    let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!((v["event_type"].as_str(), v["app_proto"].as_str()), (Some("flow"), Some("http2")));
+    assert_eq!(v["vigil"]["protocol"], "HTTP2");
 }
 
 #[test]
