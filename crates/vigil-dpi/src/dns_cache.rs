@@ -1,22 +1,17 @@
 //! The IP -> name cache learned from DNS answers, shared by all workers: bounded, TTL-aware.
 //!
-//! Workers insert on every DNS response they see and look up once per classified flow, so the
-//! cache is split into shards (one mutex each, picked by a hash of the address) to keep workers
-//! from queueing on one lock. Each shard holds at most its share of the capacity; when full, it
-//! first drops expired entries, then the oldest eighth (batch eviction keeps inserts amortised
-//! O(1) instead of scanning the shard on every insert).
+//! Workers insert on every DNS response they see and look up once per classified flow; the map is
+//! sharded and evicts expired, then oldest entries ([`crate::sharded`]).
 
-use std::collections::HashMap;
+use crate::sharded::{Expiring, ShardedMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Shortest time an answer is kept: clients connect some time after resolving, and OS and
 /// browser caches hold answers for minutes even when the TTL says seconds.
 pub const MIN_TTL_SECS: u32 = 300;
 /// Longest time an answer is kept, whatever the TTL says: addresses get reassigned.
 pub const MAX_TTL_SECS: u32 = 24 * 3600;
-
-const SHARDS: usize = 16;
 
 #[derive(Debug)]
 struct Entry {
@@ -25,42 +20,19 @@ struct Entry {
     expires: u64,
 }
 
-#[derive(Debug, Default)]
-struct Shard {
-    map: HashMap<IpAddr, Entry>,
-}
-
-impl Shard {
-    /// Makes room for one more entry: expired ones first, then the oldest eighth.
-    fn make_room(&mut self, cap: usize, now: u64) {
-        if self.map.len() < cap {
-            return;
-        }
-        self.map.retain(|_, e| e.expires > now);
-        if self.map.len() < cap {
-            return;
-        }
-        let mut ages: Vec<u64> = self.map.values().map(|e| e.inserted).collect();
-        let drop = (cap / 8).max(1).min(ages.len());
-        let (_, cutoff, _) = ages.select_nth_unstable(drop - 1);
-        let cutoff = *cutoff;
-        let mut left = drop;
-        self.map.retain(|_, e| {
-            if left > 0 && e.inserted <= cutoff {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
+impl Expiring for Entry {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+    fn last_touched(&self) -> u64 {
+        self.inserted
     }
 }
 
 /// Shared by the workers (`&self` methods, internally synchronized).
 #[derive(Debug)]
 pub struct DnsCache {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    map: ShardedMap<IpAddr, Entry>,
 }
 
 impl Default for DnsCache {
@@ -69,33 +41,10 @@ impl Default for DnsCache {
     }
 }
 
-/// FNV-1a over the address bytes: cheap, and spreads neighbouring addresses across shards.
-fn shard_of(addr: &IpAddr) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |b: &[u8]| {
-        for &x in b {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    match addr {
-        IpAddr::V4(a) => feed(&a.octets()),
-        IpAddr::V6(a) => feed(&a.octets()),
-    }
-    (h as usize) % SHARDS
-}
-
 impl DnsCache {
     /// A cache holding about `capacity` addresses (at least one per shard).
     pub fn new(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS).max(1);
-        DnsCache { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(), per_shard }
-    }
-
-    /// A poisoned lock only means another worker panicked mid-insert; the map is still usable.
-    fn shard(&self, addr: &IpAddr) -> MutexGuard<'_, Shard> {
-        let m = &self.shards[shard_of(addr) % self.shards.len()];
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        DnsCache { map: ShardedMap::new(capacity) }
     }
 
     /// Remembers that `addr` was the answer for `name`, for `ttl` seconds (clamped). The newest
@@ -107,8 +56,8 @@ impl DnsCache {
         }
         let ttl = ttl.clamp(MIN_TTL_SECS, MAX_TTL_SECS);
         let expires = now_micros.saturating_add(u64::from(ttl) * 1_000_000);
-        let mut shard = self.shard(&addr);
-        if let Some(e) = shard.map.get_mut(&addr) {
+        let mut shard = self.map.lock(&addr);
+        if let Some(e) = shard.get_mut(&addr) {
             if &*e.name != name {
                 e.name = Arc::from(name);
             }
@@ -116,17 +65,17 @@ impl DnsCache {
             e.expires = expires;
             return;
         }
-        shard.make_room(self.per_shard, now_micros);
-        shard.map.insert(addr, Entry { name: Arc::from(name), inserted: now_micros, expires });
+        self.map.make_room(&mut shard, now_micros, |_| {});
+        shard.insert(addr, Entry { name: Arc::from(name), inserted: now_micros, expires });
     }
 
     /// The name a client resolved to reach `addr`, if still fresh.
     pub fn lookup(&self, addr: IpAddr, now_micros: u64) -> Option<Arc<str>> {
-        let mut shard = self.shard(&addr);
-        match shard.map.get(&addr) {
+        let mut shard = self.map.lock(&addr);
+        match shard.get(&addr) {
             Some(e) if e.expires > now_micros => Some(Arc::clone(&e.name)),
             Some(_) => {
-                shard.map.remove(&addr);
+                shard.remove(&addr);
                 None
             }
             None => None,
@@ -135,7 +84,7 @@ impl DnsCache {
 
     /// Entries held (expired ones included until they are evicted).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len()).sum()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,6 +95,7 @@ impl DnsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sharded::SHARDS;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const SEC: u64 = 1_000_000;

@@ -17,6 +17,7 @@ pub mod facts;
 pub mod ja4;
 pub mod reasm;
 pub mod related;
+mod sharded;
 pub mod sigdb;
 pub mod view;
 

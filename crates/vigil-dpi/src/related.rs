@@ -13,17 +13,15 @@
 //!   application, so that the socket's other STUN/DTLS/RTP flows, which carry no such evidence, get
 //!   it too. An entry lives [`SOCKET_IDLE_SECS`] after its last use (taught or looked up).
 //!
-//! Workers insert and look up concurrently, so the map is split into shards (one mutex each,
-//! picked by a hash of the key), each holding at most its share of the capacity: when full it
-//! drops expired entries, then the least recently used eighth (as the DNS cache does). A count of
+//! Workers insert and look up concurrently; the map is sharded and evicts expired, then least
+//! recently used entries ([`crate::sharded`], as the DNS cache does). A count of
 //! live announced connections lets the common case, a new TCP flow while no FTP transfer is being
 //! set up, skip the lock entirely; call-socket lookups happen only for STUN-family flows.
 
 use crate::facts::Announced;
-use std::collections::HashMap;
+use crate::sharded::{Expiring, ShardedMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 /// How long an announced connection is awaited (clients connect right after the reply; two
 /// minutes leave room for slow servers and dialogs).
@@ -34,7 +32,6 @@ pub const SOCKET_IDLE_SECS: u64 = 600;
 /// Default capacity (entries, both kinds together).
 pub const DEFAULT_ENTRIES: usize = 16_384;
 
-const SHARDS: usize = 16;
 const SEC: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,16 +60,19 @@ struct Entry {
     expires: u64,
 }
 
-#[derive(Debug, Default)]
-struct Shard {
-    map: HashMap<Key, Entry>,
+impl Expiring for Entry {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+    fn last_touched(&self) -> u64 {
+        self.used
+    }
 }
 
 /// Shared by the workers (`&self` methods, internally synchronized).
 #[derive(Debug)]
 pub struct RelatedFlows {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    map: ShardedMap<Key, Entry>,
     /// Live entries by kind (`Key::kind`), updated under the shard locks: a lookup of a kind with
     /// none skips the lock.
     live: [AtomicUsize; 2],
@@ -84,49 +84,10 @@ impl Default for RelatedFlows {
     }
 }
 
-/// FNV-1a over the key's address(es) and port: cheap, spreads neighbouring sockets across shards.
-fn shard_of(key: &Key) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |b: &[u8]| {
-        for &x in b {
-            h ^= u64::from(x);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    let mut addr = |a: &IpAddr| match a {
-        IpAddr::V4(a) => feed(&a.octets()),
-        IpAddr::V6(a) => feed(&a.octets()),
-    };
-    let port = match key {
-        Key::Announced { from, to } => {
-            addr(from);
-            addr(&to.0);
-            to.1
-        }
-        Key::Socket((a, port)) => {
-            addr(a);
-            *port
-        }
-    };
-    feed(&port.to_be_bytes());
-    (h as usize) % SHARDS
-}
-
 impl RelatedFlows {
     /// A cache holding about `capacity` entries (at least one per shard).
     pub fn new(capacity: usize) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS).max(1);
-        RelatedFlows {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard,
-            live: [AtomicUsize::new(0), AtomicUsize::new(0)],
-        }
-    }
-
-    /// A poisoned lock only means another worker panicked mid-insert; the map is still usable.
-    fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
-        let m = &self.shards[shard_of(key) % self.shards.len()];
-        m.lock().unwrap_or_else(|p| p.into_inner())
+        RelatedFlows { map: ShardedMap::new(capacity), live: [AtomicUsize::new(0), AtomicUsize::new(0)] }
     }
 
     fn any(&self, kind: usize) -> bool {
@@ -138,38 +99,13 @@ impl RelatedFlows {
     }
 
     fn insert(&self, key: Key, name: &'static str, expires: u64, now: u64) {
-        let mut shard = self.shard(&key);
-        if let Some(e) = shard.map.get_mut(&key) {
+        let mut shard = self.map.lock(&key);
+        if let Some(e) = shard.get_mut(&key) {
             *e = Entry { name, used: now, expires };
             return;
         }
-        // Makes room: expired entries first, then the least recently used eighth.
-        if shard.map.len() >= self.per_shard {
-            shard.map.retain(|k, e| {
-                let keep = e.expires > now;
-                if !keep {
-                    self.removed(k);
-                }
-                keep
-            });
-        }
-        if shard.map.len() >= self.per_shard {
-            let mut ages: Vec<u64> = shard.map.values().map(|e| e.used).collect();
-            let drop = (self.per_shard / 8).max(1).min(ages.len());
-            let (_, cutoff, _) = ages.select_nth_unstable(drop - 1);
-            let cutoff = *cutoff;
-            let mut left = drop;
-            shard.map.retain(|k, e| {
-                if left > 0 && e.used <= cutoff {
-                    left -= 1;
-                    self.removed(k);
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        shard.map.insert(key, Entry { name, used: now, expires });
+        self.map.make_room(&mut shard, now, |k| self.removed(k));
+        shard.insert(key, Entry { name, used: now, expires });
         self.live[key.kind()].fetch_add(1, Ordering::AcqRel);
     }
 
@@ -186,7 +122,7 @@ impl RelatedFlows {
             return None;
         }
         let key = Key::Announced { from, to };
-        let e = self.shard(&key).map.remove(&key)?;
+        let e = self.map.lock(&key).remove(&key)?;
         self.removed(&key);
         (e.expires > now_micros).then_some(e.name)
     }
@@ -204,10 +140,10 @@ impl RelatedFlows {
             return None;
         }
         let key = Key::Socket(socket);
-        let mut shard = self.shard(&key);
-        let e = shard.map.get_mut(&key)?;
+        let mut shard = self.map.lock(&key);
+        let e = shard.get_mut(&key)?;
         if e.expires <= now_micros {
-            shard.map.remove(&key);
+            shard.remove(&key);
             self.removed(&key);
             return None;
         }
@@ -218,7 +154,7 @@ impl RelatedFlows {
 
     /// Entries held (expired ones included until they are evicted).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len()).sum()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -229,6 +165,7 @@ impl RelatedFlows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sharded::SHARDS;
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::Arc;
 
