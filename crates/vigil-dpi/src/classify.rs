@@ -555,22 +555,7 @@ mod tests {
         }
     }
 
-    /// A STUN message with the cookie and (type, value) attributes.
-    fn stun(ty: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (t, v) in attrs {
-            body.extend_from_slice(&t.to_be_bytes());
-            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
-            body.extend_from_slice(v);
-            body.resize(body.len().next_multiple_of(4), 0);
-        }
-        let mut m = ty.to_be_bytes().to_vec();
-        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-        m.extend_from_slice(b"0123456789ab");
-        m.extend(body);
-        m
-    }
+    use crate::dissect::testutil::stun_message as stun;
 
     fn binding() -> Vec<u8> {
         stun(0x0001, &[])

@@ -43,7 +43,7 @@ pub mod tor;
 pub mod wireguard;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 /// A dissector's answer for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -295,22 +295,7 @@ mod tests {
         packet(l4, dir, ([192, 168, 12, 169], 38123), ([31, 13, 86, 54], 3478), payload)
     }
 
-    /// Builds a message with the cookie from (type, value) attributes.
-    fn msg(ty: u16, attrs: &[(u16, &[u8])]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (t, v) in attrs {
-            body.extend_from_slice(&t.to_be_bytes());
-            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
-            body.extend_from_slice(v);
-            body.resize(body.len().next_multiple_of(4), 0);
-        }
-        let mut m = ty.to_be_bytes().to_vec();
-        m.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        m.extend_from_slice(&MAGIC);
-        m.extend_from_slice(b"0123456789ab");
-        m.extend(body);
-        m
-    }
+    use crate::dissect::testutil::stun_message as msg;
 
     fn run(l4: L4Proto, pkts: &[(Dir, Vec<u8>)]) -> (Step, Facts) {
         let mut d = Stun::default();
