@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = parse_server_hello(data);
     let _ = tls::cert::cert_names(data);
+    let mut ids = Vec::new();
+    let _ = tls::cert::cert_names_and_ids(data, &mut ids);
+    assert!(ids.len() <= vigil_dpi::facts::MAX_CERT_IDS);
 
     let Some((&ctl, rest)) = data.split_first() else { return };
     let cut = usize::from(ctl) % (rest.len() + 1);

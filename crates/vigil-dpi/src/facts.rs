@@ -33,6 +33,38 @@ impl NameSource {
     }
 }
 
+/// Which identity field of a certificate a [`CertId`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertField {
+    SubjectCn,
+    SubjectOrg,
+    IssuerCn,
+    IssuerOrg,
+}
+
+impl CertField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertField::SubjectCn => "subject-cn",
+            CertField::SubjectOrg => "subject-o",
+            CertField::IssuerCn => "issuer-cn",
+            CertField::IssuerOrg => "issuer-o",
+        }
+    }
+}
+
+/// A certificate's subject or issuer commonName or organizationName, as text (a label, never
+/// trusted: the certificate is not validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertId {
+    pub field: CertField,
+    pub value: String,
+}
+
+/// At most this many certificate identities per flow (the leaf certificates of both directions,
+/// four fields each, repeated attributes included).
+pub const MAX_CERT_IDS: usize = 8;
+
 /// Where a flow's protocol or application came from when another flow taught it (see
 /// [`crate::related`]); a flow named by its own evidence has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +142,10 @@ pub struct Facts {
     pub ech: bool,
     /// Names from the server certificate (TLS 1.2: subject CN and SANs).
     pub cert_names: Vec<String>,
+    /// Subject and issuer CN and O of the leaf certificates (TLS <= 1.2, server's then client's),
+    /// de-duplicated, at most [`MAX_CERT_IDS`]: for the signature database's `cert` hints only.
+    /// Empty (no allocation) for flows without certificates.
+    pub cert_ids: Vec<CertId>,
     pub user_agent: Option<String>,
     pub http_method: Option<String>,
     pub http_path: Option<String>,

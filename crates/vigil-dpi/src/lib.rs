@@ -23,7 +23,7 @@ pub mod view;
 
 pub use classify::{Classifier, ClassifierConfig, DnsLogEntry, DpiContext};
 pub use dns_cache::DnsCache;
-pub use facts::{AppSource, Facts, NameSource};
+pub use facts::{AppSource, CertField, CertId, Facts, NameSource};
 pub use related::RelatedFlows;
 pub use sigdb::SignatureDb;
 pub use view::{Dir, PacketView};

@@ -38,6 +38,34 @@ fn midstream_flows_are_tls() {
     }
 }
 
+/// TLS flows without SNI named by their certificates' subject or issuer (the `cert` hints):
+/// AnyDesk's peer-to-peer connections (mutual TLS, self-signed "AnyDesk Client" on both ends) and
+/// a relay connection ("AnyNet Relay" issued by "AnyNet Root CA") on port 80. nDPI: TLS.AnyDesk.
+const NAMED_BY_CERTIFICATE: &[(&str, &str, &str, &str)] = &[
+    ("anydesk.pcapng", "192.168.1.187:54164", "192.168.1.178:7070", "AnyDesk"),
+    ("anydesk.pcapng", "192.168.1.178:52039", "192.168.1.187:7070", "AnyDesk"),
+    ("anydesk.pcapng", "192.168.149.129:43535", "51.83.238.219:80", "AnyDesk"),
+];
+
+#[test]
+fn certificate_identities_name_the_application() {
+    let Some((_, sigdb)) = common::corpus() else { return };
+    let cache = DnsCache::new(1024);
+    let related = RelatedFlows::default();
+    let ctx = DpiContext { sigdb: &sigdb, dns_cache: &cache, related: &related, config: ClassifierConfig::default() };
+    for (file, a, b, app) in NAMED_BY_CERTIFICATE {
+        let flows = replay(&Path::new(common::CORPUS).join(file), &ctx);
+        let (a, b): (SocketAddr, SocketAddr) = (a.parse().unwrap(), b.parse().unwrap());
+        let flow = flows.get(&key(L4Proto::Tcp, a, b)).unwrap_or_else(|| panic!("{file}: no flow {a} <-> {b}"));
+        let facts = flow.classifier.facts();
+        assert_eq!(facts.protocol, Some("TLS"), "{file} {a} <-> {b}");
+        assert_eq!(facts.hostname, None, "{file} {a} <-> {b}: no SNI, no host name in the certificate");
+        assert_eq!(facts.app.as_deref(), Some(*app), "{file} {a} <-> {b}: {:?}", facts.cert_ids);
+        // Named by the time the flow counted as identified (when a policy decides).
+        assert!(flow.classifier.identified_after().is_some(), "{file} {a} <-> {b}");
+    }
+}
+
 /// Every TCP flow named TLS from its payload is TLS to nDPI too (master protocol or application),
 /// so the mid-stream record check names no other protocol's flow TLS.
 #[test]

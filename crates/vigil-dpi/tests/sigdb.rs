@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use vigil_dpi::{Facts, NameSource, SignatureDb};
+use vigil_dpi::{CertField, CertId, Facts, NameSource, SignatureDb};
 use vigil_wire::L4Proto;
 
 const CORPUS: &str = "/work/shared/corpus/ndpi";
@@ -27,6 +27,11 @@ fn named(protocol: &'static str, host: &str, source: NameSource) -> Facts {
     let mut f = Facts { protocol: Some(protocol), ..Facts::default() };
     f.set_hostname(host, source);
     f
+}
+
+fn with_certs(protocol: &'static str, ids: &[(CertField, &str)]) -> Facts {
+    let cert_ids = ids.iter().map(|&(field, v)| CertId { field, value: v.to_string() }).collect();
+    Facts { protocol: Some(protocol), cert_ids, ..Facts::default() }
 }
 
 fn app_of(db: &SignatureDb, protocol: &'static str, host: &str) -> Option<String> {
@@ -268,6 +273,36 @@ fn evidence_order() {
     classify(&db, &mut f, "52.114.250.152", 443, L4Proto::Tcp);
     assert_eq!(f.app.as_deref(), Some("Teams"));
 
+    // Certificate subject/issuer values: exact, case ignored, any of the four fields.
+    let mut f = with_certs("TLS", &[(CertField::SubjectCn, "AnyDesk Client"), (CertField::IssuerCn, "AnyDesk Client")]);
+    classify(&db, &mut f, "192.168.1.178", 7070, L4Proto::Tcp);
+    assert_eq!(f.app.as_deref(), Some("AnyDesk"));
+    assert_eq!(f.category.as_deref(), Some("RemoteAccess"));
+    let mut f = with_certs("TLS", &[(CertField::SubjectCn, "AnyNet Relay"), (CertField::IssuerCn, "anynet root ca")]);
+    classify(&db, &mut f, "192.0.2.1", 80, L4Proto::Tcp);
+    assert_eq!(f.app.as_deref(), Some("AnyDesk"));
+    // No substrings, no prefixes.
+    for v in ["AnyDesk", "AnyDesk Client 2", "My AnyDesk Client", "AnyNet Root"] {
+        let mut f = with_certs("TLS", &[(CertField::SubjectCn, v)]);
+        classify(&db, &mut f, "192.0.2.1", 443, L4Proto::Tcp);
+        assert_eq!(f.app, None, "{v}");
+    }
+    // The flow's own hostname outranks a certificate identity ...
+    let mut f = with_certs("TLS", &[(CertField::SubjectCn, "AnyDesk Client")]);
+    f.set_hostname("open.spotify.com", NameSource::Sni);
+    classify(&db, &mut f, "192.0.2.1", 443, L4Proto::Tcp);
+    assert_eq!(f.app.as_deref(), Some("Spotify"));
+    // ... and so do the certificate's own host names ...
+    let mut f = with_certs("TLS", &[(CertField::IssuerCn, "AnyNet Root CA")]);
+    f.cert_names = vec!["tr.teams.microsoft.com".into()];
+    classify(&db, &mut f, "192.0.2.1", 443, L4Proto::Tcp);
+    assert_eq!(f.app.as_deref(), Some("Teams"));
+    // ... but it outranks DNS-cache names, addresses and ports.
+    let mut f = with_certs("TLS", &[(CertField::SubjectCn, "AnyDesk Client")]);
+    f.set_hostname("api.spotify.com", NameSource::DnsCache);
+    classify(&db, &mut f, "192.0.2.1", 5938, L4Proto::Tcp);
+    assert_eq!(f.app.as_deref(), Some("AnyDesk"));
+
     // A TLS flow with its own (unknown) name is not renamed by its address ...
     let mut f = named("TLS", "www.example.org", NameSource::Sni);
     classify(&db, &mut f, "142.250.180.4", 443, L4Proto::Tcp);
@@ -360,6 +395,28 @@ fn validation_errors_name_app_and_line() {
     ));
     assert!(e.contains("line 11") && e.contains("Bar") && e.contains("Foo"), "{e}");
 
+    // Certificate values: exact strings, no patterns, no duplicates across apps.
+    for bad in ["", "  ", "Any*", "a\\u0001b"] {
+        let e = err_of(&format!("{base}[[app]]\nname = \"Foo\"\ncategory = \"Web\"\ncert = [\"{bad}\"]\n"));
+        assert!(e.contains("line 7") && e.contains("Foo") && e.contains("cert"), "{e}");
+    }
+    let long = "x".repeat(257);
+    let e = err_of(&format!("{base}[[app]]\nname = \"Foo\"\ncategory = \"Web\"\ncert = [\"{long}\"]\n"));
+    assert!(e.contains("line 7") && e.contains("malformed"), "{e}");
+    let e = err_of(&format!(
+        "{base}[[app]]\nname = \"Foo\"\ncategory = \"Web\"\ncert = [\"Foo CA\"]\n\
+         [[app]]\nname = \"Bar\"\ncategory = \"Web\"\ncert = [\"ok\", \"foo ca\"]\n"
+    ));
+    assert!(e.contains("line 11") && e.contains("Bar") && e.contains("also in app \"Foo\""), "{e}");
+    let e = err_of(&format!("{base}[[app]]\nname = \"Foo\"\ncategory = \"Web\"\ncert = \"Foo CA\"\n"));
+    assert!(e.contains("cert") || e.contains("7 |"), "{e}");
+    let ok = SignatureDb::from_toml(
+        &format!("{base}[[app]]\nname = \"Foo\"\ncategory = \"Web\"\ncert = [\" Foo Root CA \", \"Bäckerei GmbH\"]\n"),
+        "test.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.apps()[0].cert, ["Foo Root CA", "Bäckerei GmbH"]);
+
     // Unknown keys (typos) are errors too, with toml's own line report.
     let e = err_of(&format!("{base}[[app]]\nname = \"Foo\"\ncategory = \"Web\"\nhost = [\"foo.com\"]\n"));
     assert!(e.contains("host") && e.contains("line 7") || e.contains("7 |"), "{e}");
@@ -396,6 +453,17 @@ hosts = ["tube.example"]
     assert_eq!(db.app_count(), shipped + 1);
     assert!(db.category("Internal").is_some());
     assert_eq!(db.match_host("wiki.corp.example").map(|a| &*a.name), Some("Intranet"));
+    // Admins' applications may name their own certificates, and take over shipped ones.
+    db.merge_toml(
+        "[[app]]\nname = \"Vault\"\ncategory = \"Internal\"\ncert = [\"Corp Internal CA\", \"AnyNet Root CA\"]\n",
+        "admin2.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for (v, want) in [("CORP INTERNAL CA", "Vault"), ("AnyNet Root CA", "Vault"), ("AnyDesk Client", "AnyDesk")] {
+        let mut f = with_certs("TLS", &[(CertField::IssuerOrg, v)]);
+        classify(&db, &mut f, "10.1.2.3", 8200, L4Proto::Tcp);
+        assert_eq!(f.app.as_deref(), Some(want), "{v}");
+    }
     // The override replaced YouTube entirely: its old patterns are gone, the new one is there.
     assert_eq!(db.match_host("tube.example").map(|a| &*a.name), Some("YouTube"));
     assert_eq!(db.match_host("www.youtube.com").map(|a| &*a.name), None);

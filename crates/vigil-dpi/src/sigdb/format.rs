@@ -62,6 +62,9 @@ struct RawApp {
     ja4: Vec<Spanned<String>>,
     #[serde(default)]
     user_agents: Vec<Spanned<String>>,
+    /// Certificate subject or issuer CN or O values, matched exactly (case ignored).
+    #[serde(default)]
+    cert: Vec<Spanned<String>>,
     #[serde(default)]
     protocols: Vec<Spanned<String>>,
     #[serde(default)]
@@ -151,6 +154,7 @@ pub(super) fn parse(text: &str, origin: &str, known: &[&str]) -> Result<Parsed, 
     let mut seen_hosts: HashMap<(HostPattern, Vec<String>), Arc<str>> = HashMap::new();
     let mut seen_ips: HashMap<(IpAddr, u8), Arc<str>> = HashMap::new();
     let mut seen_ports: HashMap<(PortProto, u16), Arc<str>> = HashMap::new();
+    let mut seen_certs: HashMap<String, Arc<str>> = HashMap::new();
     for a in &raw.app {
         let r = a.get_ref();
         let name = r.name.get_ref().trim();
@@ -231,6 +235,14 @@ pub(super) fn parse(text: &str, origin: &str, known: &[&str]) -> Result<Parsed, 
         let alpn = hint_list(&r.alpn, "alpn")?;
         let ja4 = hint_list(&r.ja4, "ja4")?;
         let user_agents = hint_list(&r.user_agents, "user agent")?;
+        let mut cert = Vec::with_capacity(r.cert.len());
+        for s in &r.cert {
+            let v = parse_cert_name(s.get_ref()).map_err(|m| app_err(at(s.span()), m))?;
+            if let Some(other) = seen_certs.insert(v.to_lowercase(), app_name.clone()) {
+                return Err(app_err(at(s.span()), format!("cert {v:?} is also in app \"{other}\"")));
+            }
+            cert.push(v);
+        }
         let names = |list: &[Spanned<String>], what: &str| -> Result<Vec<String>, SigDbError> {
             list.iter()
                 .map(|s| {
@@ -261,6 +273,7 @@ pub(super) fn parse(text: &str, origin: &str, known: &[&str]) -> Result<Parsed, 
             alpn,
             ja4,
             user_agents,
+            cert,
             protocols,
             aliases,
             when_protocol,
@@ -304,6 +317,19 @@ pub(super) fn parse_host(s: &str) -> Result<HostPattern, String> {
         return Err(format!("host pattern {s:?} is malformed (expected \"name.tld\" or \"*.name.tld\")"));
     }
     Ok(if suffix { HostPattern::Suffix(body.to_string()) } else { HostPattern::Exact(body.to_string()) })
+}
+
+/// A certificate subject/issuer CN or O value: matched exactly (case ignored), so no patterns.
+/// Surrounding whitespace is dropped (the certificate walk drops it too).
+pub(super) fn parse_cert_name(s: &str) -> Result<String, String> {
+    let v = s.trim();
+    if v.is_empty() || v.len() > crate::dissect::tls::cert::MAX_ID_LEN || v.chars().any(char::is_control) {
+        return Err(format!("cert {v:?} is malformed (expected a certificate's CN or O value, 1-256 bytes)"));
+    }
+    if v.contains('*') {
+        return Err(format!("cert {v:?} is malformed (an exact CN or O value: '*' is not a pattern)"));
+    }
+    Ok(v.to_string())
 }
 
 /// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a single host). Host bits must be zero.

@@ -7,7 +7,8 @@
 //! Evidence is consulted in this order; the first that names an application decides:
 //!
 //! 1. the flow's own hostname (TLS/QUIC SNI, HTTP Host, DNS query, a protocol's name field), then
-//!    the server certificate's names: exact and `*.suffix` patterns, longest match wins;
+//!    the server certificate's names: exact and `*.suffix` patterns, longest match wins; then the
+//!    leaf certificates' subject and issuer CN and O (`cert` hints: exact, case ignored);
 //! 2. a dissector's own identification (`facts.app_hint`), then the protocol itself when it is an
 //!    application ("Discord", "Telegram"): matched against application names, aliases and
 //!    `protocols` lists; then the application of a call whose UDP socket the flow shares
@@ -84,6 +85,8 @@ pub struct App {
     pub ja4: Vec<String>,
     /// HTTP User-Agent values (a trailing `*` makes a prefix).
     pub user_agents: Vec<String>,
+    /// Certificate subject or issuer commonName / organizationName values (exact, case ignored).
+    pub cert: Vec<String>,
     /// Dissector protocol / app-hint names that mean this application.
     pub protocols: Vec<String>,
     /// Other names of this application (older nDPI names, ...), accepted as hints.
@@ -130,6 +133,8 @@ struct Index {
     ja4_prefix: Vec<(Box<str>, u32)>,
     ua_exact: HashMap<Box<str>, u32>,
     ua_prefix: Vec<(Box<str>, u32)>,
+    /// `cert` values, lower-cased.
+    cert: HashMap<Box<str>, u32>,
     v4: Option<PrefixTrie>,
     v6: Option<PrefixTrie>,
     ports: HashMap<(PortProto, u16), u32>,
@@ -202,7 +207,7 @@ impl SignatureDb {
 
     /// Adds `other`'s applications; on a name clash `other` wins (admins override the shipped data).
     /// Categories and protocol categories merge the same way. A hostname pattern, address range,
-    /// port, ALPN or JA4 claimed by both goes to `other`'s application.
+    /// port, ALPN, JA4 or certificate value claimed by both goes to `other`'s application.
     pub fn merge(&mut self, other: SignatureDb) {
         for c in other.categories {
             match self.categories.iter_mut().find(|x| x.name.eq_ignore_ascii_case(&c.name)) {
@@ -293,6 +298,9 @@ impl SignatureDb {
                     }
                 }
             }
+            for c in &app.cert {
+                ix.cert.insert(c.to_lowercase().into(), id);
+            }
             for n in std::iter::once(&*app.name)
                 .chain(app.aliases.iter().map(String::as_str))
                 .chain(app.protocols.iter().map(String::as_str))
@@ -360,6 +368,10 @@ impl SignatureDb {
             if let Some(id) = self.match_host_for(n.strip_prefix("*.").unwrap_or(n), protocol) {
                 return own(id);
             }
+        }
+        //    Then the certificates' subject and issuer CN and O (server's leaf, then client's).
+        if let Some(id) = facts.cert_ids.iter().filter_map(|c| self.match_cert(&c.value)).find_map(admitted) {
+            return own(id);
         }
         // 2. A dissector's identification, then the protocol itself when it is an application, then
         //    the application of the call socket the flow shares (another flow's identification).
@@ -481,6 +493,18 @@ impl SignatureDb {
             .get(ja4)
             .copied()
             .or_else(|| self.index.ja4_prefix.iter().find(|(p, _)| ja4.starts_with(&**p)).map(|&(_, id)| id))
+    }
+
+    /// The application whose `cert` hints hold this subject/issuer CN or O value (case ignored).
+    fn match_cert(&self, value: &str) -> Option<u32> {
+        if self.index.cert.is_empty() {
+            return None;
+        }
+        if value.chars().any(char::is_uppercase) {
+            self.index.cert.get(value.to_lowercase().as_str()).copied()
+        } else {
+            self.index.cert.get(value).copied()
+        }
     }
 
     fn match_ua(&self, ua: &str) -> Option<u32> {

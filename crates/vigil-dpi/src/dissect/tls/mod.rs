@@ -1,5 +1,6 @@
 //! TLS over TCP: ClientHello reassembled across segments (SNI, ALPN, versions, JA4, ECH),
-//! ServerHello (version, ALPN), certificate names (TLS 1.2).
+//! ServerHello (version, ALPN), certificate names and identities (TLS <= 1.2; the client's
+//! certificate too when the server asks for one).
 //!
 //! Each direction's first bytes go through a [`StreamReassembler`]; the records at the front of
 //! that stream are unwrapped into the handshake byte stream (a message may span records, a record
@@ -18,7 +19,9 @@ pub use self::hello::{
 };
 pub use crate::ja4::Transport;
 
-use self::hello::{Reader, HS_CERTIFICATE, HS_CLIENT_HELLO, HS_SERVER_HELLO};
+use self::hello::{
+    Reader, HS_CERTIFICATE, HS_CERTIFICATE_REQUEST, HS_CLIENT_HELLO, HS_SERVER_HELLO, HS_SERVER_HELLO_DONE,
+};
 use self::midstream::{MidStream, Verdict};
 use super::{tor, Dissector, Step};
 use crate::facts::{Facts, NameSource};
@@ -107,6 +110,9 @@ enum Client {
     Start,
     /// A ClientHello is arriving.
     Hello,
+    /// The server asked for a client certificate (TLS <= 1.2): the client's second flight should
+    /// start with its Certificate message.
+    Certificate,
     /// Parsed (or given up on): nothing more from the client.
     Done,
 }
@@ -118,6 +124,9 @@ enum Server {
     Hello,
     /// TLS <= 1.2 ServerHello seen: the Certificate should follow.
     Certificate,
+    /// Certificate read: the rest of the flight, up to ServerHelloDone, may ask for a client
+    /// certificate (CertificateRequest).
+    Request,
     Done,
 }
 
@@ -144,6 +153,8 @@ pub struct Tls {
     /// Offset in the server's handshake byte stream of the first message not yet processed (the
     /// stream is re-derived from the reassembled bytes on each packet; its prefix never changes).
     server_pos: usize,
+    /// Offset in the client's handshake byte stream just past the ClientHello (0: none parsed).
+    client_pos: usize,
 }
 
 impl Dissector for Tls {
@@ -239,8 +250,13 @@ impl Tls {
 
     /// Reads the client stream; `Some` for a final answer before identification.
     fn on_client(&mut self, facts: &mut Facts) -> Option<Step> {
-        if self.client == Client::Done {
-            return None;
+        match self.client {
+            Client::Done => return None,
+            Client::Certificate => {
+                self.on_client_certificate(facts);
+                return None;
+            }
+            Client::Start | Client::Hello => {}
         }
         let data = self.client_stream.contiguous();
         if self.client == Client::Start {
@@ -266,6 +282,7 @@ impl Tls {
             Ok(ch) => {
                 apply_client_hello(&ch, Transport::Tcp, facts);
                 self.no_sni = ch.server_name.is_none();
+                self.client_pos = message(&hs).map_or(0, |(_, len, _)| 4 + len);
                 self.client = Client::Done;
             }
             Err(TlsError::Truncated) if !ended && !self.client_stream.is_full() && self.client_packets < PATIENCE => {}
@@ -299,18 +316,30 @@ impl Tls {
                 }
                 (Server::Certificate, HS_CERTIFICATE) => {
                     if let Some(leaf) = leaf_certificate(body) {
-                        let names = cert::cert_names(leaf);
+                        let names = cert::cert_names_and_ids(leaf, &mut facts.cert_ids);
                         if self.no_sni {
                             if let Some(first) = names.first() {
                                 facts.set_hostname(first, NameSource::Certificate);
                             }
                         }
                         facts.cert_names = names;
-                        self.server = Server::Done;
+                        // The leaf is enough; the rest of the chain is waited for (below, bounded
+                        // by the patience) only to read the messages after it.
+                        self.server = Server::Request;
                     } else if complete {
                         self.server = Server::Done;
                     }
                 }
+                (Server::Request, HS_CERTIFICATE_REQUEST) if complete => {
+                    if self.client == Client::Done && self.client_pos != 0 {
+                        self.client = Client::Certificate;
+                        self.client_packets = 0;
+                    }
+                    self.server = Server::Done;
+                }
+                (Server::Request, HS_SERVER_HELLO_DONE) if complete => self.server = Server::Done,
+                // ServerKeyExchange, CertificateStatus: the flight goes on.
+                (Server::Request, _) => {}
                 // Anything else where these were expected (resumption, PSK, another type): over.
                 (Server::Hello | Server::Certificate, _) if complete => self.server = Server::Done,
                 _ => {}
@@ -326,6 +355,30 @@ impl Tls {
         // data, so whatever was not found above is not coming.
         if stuck || ended {
             self.server = Server::Done;
+        }
+    }
+}
+
+impl Tls {
+    /// The client's second flight after a CertificateRequest: the leaf of its Certificate message
+    /// adds identities (not names: the client's certificate does not name the server).
+    fn on_client_certificate(&mut self, facts: &mut Facts) {
+        let (hs, ended) = handshake_stream(self.client_stream.contiguous());
+        let rest = hs.get(self.client_pos..).unwrap_or(&[]);
+        match message(rest) {
+            Some((HS_CERTIFICATE, len, body)) => {
+                if let Some(leaf) = leaf_certificate(body) {
+                    let _ = cert::cert_names_and_ids(leaf, &mut facts.cert_ids);
+                    self.client = Client::Done;
+                } else if body.len() == len {
+                    self.client = Client::Done; // an empty certificate list
+                }
+            }
+            Some((_, len, body)) if body.len() == len => self.client = Client::Done,
+            _ => {}
+        }
+        if ended || self.client_packets >= PATIENCE || self.client_stream.is_full() {
+            self.client = Client::Done;
         }
     }
 }

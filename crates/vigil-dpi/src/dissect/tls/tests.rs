@@ -5,6 +5,7 @@
 use super::*;
 use crate::dissect::testutil::hex;
 use crate::dissect::{dtls, Dissector, Step};
+use crate::facts::CertField;
 use crate::view::PacketView;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -165,6 +166,46 @@ fn no_sni_non_hostname_cn_is_not_a_hostname() {
     assert_eq!(f.hostname, None);
     assert_eq!(f.alpn_offered, ["anydesk/6.2.0/linux"]);
     assert_eq!(f.ja4.as_deref(), Some("t12i6406ax_9197985d2161_a1e935682795"));
+    assert!(f.cert_names.is_empty());
+    let ids: Vec<_> = f.cert_ids.iter().map(|i| (i.field, i.value.as_str())).collect();
+    assert_eq!(
+        ids[..4],
+        [
+            (CertField::SubjectOrg, "philandro Software GmbH"),
+            (CertField::SubjectCn, "AnyNet Relay"),
+            (CertField::IssuerCn, "AnyNet Root CA"),
+            (CertField::IssuerOrg, "philandro Software GmbH"),
+        ]
+    );
+}
+
+#[test]
+fn mutual_tls_client_certificate_identities() {
+    // anydesk.pcapng 192.168.1.178:52039 -> 192.168.1.187:7070: no SNI, both peers present a
+    // self-signed "AnyDesk Client" certificate; the server asks for the client's.
+    let (f, step) = tls_fixture("anydesk_mutual_tls.pcap");
+    assert_eq!(step, Step::Done);
+    assert_eq!(f.hostname, None);
+    assert!(f.cert_names.is_empty());
+    let ids: Vec<_> = f.cert_ids.iter().map(|i| (i.field, i.value.as_str())).collect();
+    assert_eq!(ids, [(CertField::SubjectCn, "AnyDesk Client"), (CertField::IssuerCn, "AnyDesk Client")]);
+}
+
+#[test]
+fn server_identities_beside_host_names() {
+    // ssl-cert-name-mismatch.pcap: a public CA's leaf; the identities come with the host names.
+    let (f, step) = tls_fixture("ssl-cert-name-mismatch.pcap");
+    assert_eq!(step, Step::Done);
+    let ids: Vec<_> = f.cert_ids.iter().map(|i| (i.field, i.value.as_str())).collect();
+    assert_eq!(
+        ids,
+        [
+            (CertField::SubjectOrg, "Lucas Garron Torres"),
+            (CertField::SubjectCn, "*.badssl.com"),
+            (CertField::IssuerOrg, "DigiCert Inc"),
+            (CertField::IssuerCn, "DigiCert SHA2 Secure Server CA"),
+        ]
+    );
 }
 
 #[test]
