@@ -83,33 +83,45 @@ pub fn cert_names_and_ids(der: &[u8], ids: &mut Vec<CertId>) -> Vec<String> {
     names
 }
 
-/// Appends the CN and O attributes of a Name (`rdns`: its contents) to `ids`.
-fn push_ids(mut rdns: &[u8], subject: bool, ids: &mut Vec<CertId>) {
-    while let Some((value, rest)) = expect(rdns, SET) {
-        rdns = rest;
-        let mut atvs = value;
-        while let Some((atv, rest)) = expect(atvs, SEQUENCE) {
+/// The attributes of a Name (`rdns`: its contents; Name ::= SEQUENCE OF RelativeDistinguishedName,
+/// each a SET OF AttributeTypeAndValue) as (OID, value TLV). A malformed attribute is skipped, a
+/// malformed RDN ends the walk.
+fn attributes(rdns: &[u8]) -> impl Iterator<Item = (&[u8], Tlv<'_>)> {
+    let mut rdns = rdns;
+    let mut atvs: &[u8] = &[];
+    std::iter::from_fn(move || loop {
+        if let Some((atv, rest)) = expect(atvs, SEQUENCE) {
             atvs = rest;
             let Some((oid, val)) = expect(atv, OID) else { continue };
-            let field = match (oid, subject) {
-                (OID_CN, true) => CertField::SubjectCn,
-                (OID_O, true) => CertField::SubjectOrg,
-                (OID_CN, false) => CertField::IssuerCn,
-                (OID_O, false) => CertField::IssuerOrg,
-                _ => continue,
-            };
-            let Some((s, _)) = tlv(val) else { continue };
-            let raw = trim_ascii(s.value);
-            if !STRING_TAGS.contains(&s.tag) || raw.is_empty() || raw.len() > MAX_ID_LEN {
-                continue;
-            }
-            if ids.len() >= MAX_CERT_IDS {
-                return;
-            }
-            let value = String::from_utf8_lossy(raw);
-            if !ids.iter().any(|i| i.field == field && i.value == value) {
-                ids.push(CertId { field, value: value.into_owned() });
-            }
+            let Some((value, _)) = tlv(val) else { continue };
+            return Some((oid, value));
+        }
+        let (rdn, rest) = expect(rdns, SET)?;
+        rdns = rest;
+        atvs = rdn;
+    })
+}
+
+/// Appends the CN and O attributes of a Name (`rdns`: its contents) to `ids`.
+fn push_ids(rdns: &[u8], subject: bool, ids: &mut Vec<CertId>) {
+    for (oid, s) in attributes(rdns) {
+        let field = match (oid, subject) {
+            (OID_CN, true) => CertField::SubjectCn,
+            (OID_O, true) => CertField::SubjectOrg,
+            (OID_CN, false) => CertField::IssuerCn,
+            (OID_O, false) => CertField::IssuerOrg,
+            _ => continue,
+        };
+        let raw = trim_ascii(s.value);
+        if !STRING_TAGS.contains(&s.tag) || raw.is_empty() || raw.len() > MAX_ID_LEN {
+            continue;
+        }
+        if ids.len() >= MAX_CERT_IDS {
+            return;
+        }
+        let value = String::from_utf8_lossy(raw);
+        if !ids.iter().any(|i| i.field == field && i.value == value) {
+            ids.push(CertId { field, value: value.into_owned() });
         }
     }
 }
@@ -174,20 +186,12 @@ fn walk(der: &[u8], names: &mut Vec<String>, ids: Option<&mut Vec<CertId>>) -> O
     Some(())
 }
 
-/// Name ::= SEQUENCE OF RelativeDistinguishedName (SET OF AttributeTypeAndValue).
-fn subject_cns(mut rdns: &[u8], names: &mut Vec<String>) {
-    while let Some((value, rest)) = expect(rdns, SET) {
-        rdns = rest;
-        let mut atvs = value;
-        while let Some((atv, rest)) = expect(atvs, SEQUENCE) {
-            atvs = rest;
-            let Some((oid, val)) = expect(atv, OID) else { continue };
-            if oid == OID_CN {
-                // Any string type (UTF8String, PrintableString, IA5String, ...): take the bytes.
-                if let Some((s, _)) = tlv(val) {
-                    push(names, s.value);
-                }
-            }
+/// The subject's CNs that look like host names.
+fn subject_cns(rdns: &[u8], names: &mut Vec<String>) {
+    for (oid, s) in attributes(rdns) {
+        if oid == OID_CN {
+            // Any string type (UTF8String, PrintableString, IA5String, ...): take the bytes.
+            push(names, s.value);
         }
     }
 }
