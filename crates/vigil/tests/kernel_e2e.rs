@@ -735,28 +735,7 @@ fn modified_payload_verdict_arrives_with_valid_checksums() {
     wait_listen(&env.lab, env.server(), "t", 7778, 2);
 
     // Capture what the server receives.
-    let pcap = env.dir.path("server.pcap");
-    let tcpdump_err = env.dir.path("tcpdump.err");
-    let mut cmd = env.lab.exec(
-        env.server(),
-        [
-            "tcpdump",
-            "-i",
-            "eth0",
-            "-n",
-            "-U",
-            "-s",
-            "0",
-            "-w",
-            pcap.to_str().unwrap(),
-            "udp port 7777 or tcp port 7778",
-        ],
-    );
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&tcpdump_err).unwrap());
-    let tcpdump = env.lab.spawn_command(cmd).expect("spawn tcpdump");
-    wait_until("tcpdump to listen", Duration::from_secs(10), || {
-        std::fs::read_to_string(&tcpdump_err).unwrap_or_default().contains("listening on")
-    });
+    let (tcpdump, pcap) = env.tcpdump(env.server(), "eth0", "server", "udp port 7777 or tcp port 7778");
 
     // Our own queue 9 in the gateway, on a thread that joined the gateway's namespace.
     let gw = env.gw().to_string();

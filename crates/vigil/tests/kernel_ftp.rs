@@ -16,7 +16,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -241,33 +240,9 @@ impl Env {
         }
     }
 
-    /// tcpdump on the gateway's client side, control connections only (`--immediate-mode -U`:
-    /// every packet is written as it arrives, not a ring block later).
+    /// tcpdump on the gateway's client side, control connections only.
     fn capture_control(&self) -> (LabChild, PathBuf) {
-        let pcap = self.dir.path("ctrl.pcap");
-        let err = self.dir.path("tcpdump.err");
-        let mut cmd = self.lab.exec(
-            self.gw(),
-            [
-                "tcpdump",
-                "--immediate-mode",
-                "-i",
-                self.lab.gw_client_if(),
-                "-n",
-                "-U",
-                "-s",
-                "0",
-                "-w",
-                pcap.to_str().unwrap(),
-                "tcp port 21",
-            ],
-        );
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&err).unwrap());
-        let child = self.lab.spawn_command(cmd).expect("spawn tcpdump");
-        wait_until("tcpdump to listen", Duration::from_secs(10), || {
-            std::fs::read_to_string(&err).unwrap_or_default().contains("listening on")
-        });
-        (child, pcap)
+        self.tcpdump(self.gw(), self.lab.gw_client_if(), "ctrl", "tcp port 21")
     }
 }
 

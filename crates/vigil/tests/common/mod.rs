@@ -294,6 +294,21 @@ impl Env {
         self.lab.spawn_command(cmd).expect("spawn dnsmasq");
     }
 
+    /// tcpdump in namespace `ns` on `iface` into `DIR/NAME.pcap`, writing every packet as it arrives
+    /// (`--immediate-mode -U`), started once it listens. Stop it with SIGTERM.
+    pub fn tcpdump(&self, ns: &str, iface: &str, name: &str, filter: &str) -> (LabChild, PathBuf) {
+        let pcap = self.dir.path(&format!("{name}.pcap"));
+        let err = self.dir.path(&format!("{name}.tcpdump.err"));
+        let args = ["tcpdump", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "0", "-w"];
+        let mut cmd = self.lab.exec(ns, args.into_iter().chain([pcap.to_str().unwrap(), filter]));
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&err).unwrap());
+        let child = self.lab.spawn_command(cmd).expect("spawn tcpdump");
+        wait_until("tcpdump to listen", Duration::from_secs(10), || {
+            std::fs::read_to_string(&err).unwrap_or_default().contains("listening on")
+        });
+        (child, pcap)
+    }
+
     pub fn start_vigil(&self, name: &str, config: &str) -> VigilProc<'_> {
         VigilProc::start(&self.lab, &self.dir, name, config)
     }
