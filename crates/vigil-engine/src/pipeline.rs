@@ -883,6 +883,22 @@ mod tests {
     }
 
     #[test]
+    fn flows_ended_at_shutdown_come_out_in_start_order_whatever_the_hash_seed() {
+        let policy = Arc::new(Policy::default());
+        let flows = FlowTableConfig { max_flows: 1000, ..FlowTableConfig::default() };
+        let mut p = Pipeline::new(PipelineConfig { flows, classify: None, ..Default::default() }, policy);
+        let m = PacketMeta::default();
+        // 200 flows in the same microsecond (a capture's timestamps often tie), then 10 later.
+        for port in 0..210u16 {
+            let t = Timestamp::from_secs(1 + u64::from(port / 200));
+            p.process(&v4(17, C, 10_000 + port, S, 53, 0, b"x"), &m, t);
+        }
+        p.finish(EndReason::Shutdown);
+        let ports: Vec<u16> = records(&mut p).iter().map(|r| r.sport).collect();
+        assert_eq!(ports, (10_000..10_210).collect::<Vec<u16>>());
+    }
+
+    #[test]
     fn reply_first_midstream_picks_the_client_side() {
         let mut p = pipeline("", false);
         let m = PacketMeta::default();

@@ -219,7 +219,8 @@ impl FlowTable {
             q.clear();
         }
         let mut flows: Vec<Slot> = self.flows.drain().map(|(_, s)| s).collect();
-        flows.sort_by_key(|s| s.flow.first_seen);
+        // In start order, ties by id: replay output must not depend on the map's hash seed.
+        flows.sort_by_key(|s| (s.flow.first_seen, s.flow.id));
         for s in flows {
             let why = s.flow.ended_by.unwrap_or(reason);
             out(s.flow, why);
