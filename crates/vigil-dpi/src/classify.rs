@@ -671,6 +671,24 @@ mod tests {
     }
 
     #[test]
+    fn a_forged_response_teaches_no_socket() {
+        // One datagram from an attacker towards a public STUN server, shaped as a TURN 401 answer
+        // with REALM signal.org: it must not make the server's socket a Signal call socket for
+        // everyone else's checks to it.
+        let w = World::new();
+        let google = ([74, 125, 250, 129], 19302);
+        let mut evil = Flow::new(L4Proto::Udp, ([10, 0, 0, 66], 5555), google);
+        evil.send(&w, Dir::ToServer, 0, &stun(0x0113, &[(0x0014, b"signal.org")]), 0);
+        evil.finish(&w, SEC);
+        assert_eq!(w.related.len(), 0);
+        let mut victim = Flow::new(L4Proto::Udp, ([10, 0, 0, 7], 40000), google);
+        victim.send(&w, Dir::ToServer, 0, &binding(), 2 * SEC);
+        victim.send(&w, Dir::ToClient, 0, &stun(0x0101, &[]), 2 * SEC + 1);
+        victim.finish(&w, 3 * SEC);
+        assert_eq!(victim.facts().app.as_deref(), None);
+    }
+
+    #[test]
     fn media_waits_for_its_socket_within_the_budget() {
         let mut w = World::new();
         w.config.max_packets = 10;

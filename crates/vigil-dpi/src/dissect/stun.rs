@@ -29,11 +29,14 @@
 //! GOOG-NETWORK-INFO (0xC057) is deliberately not a Google rule: every libwebrtc client sends it
 //! (the Signal peer-to-peer flows of `stun_signal.pcapng` do).
 //!
-//! The ends that sent requests (or received answers) are recorded in `facts.stun_requesters`: they
-//! run a STUN client on their socket, and the classifier teaches the application found here to
-//! those sockets, whose other flows (ICE checks to public STUN servers, peer checks, DTLS, media)
-//! carry no realm or vendor attribute of their own ([`crate::related`]). A STUN or TURN server
-//! only answers, so its socket is never taught.
+//! The ends that sent requests are recorded in `facts.stun_requesters`: they run a STUN client on
+//! their socket, and the classifier teaches the application found here to those sockets, whose
+//! other flows (ICE checks to public STUN servers, peer checks, DTLS, media) carry no realm or
+//! vendor attribute of their own ([`crate::related`]). Only a request a side sent itself counts: a
+//! response names its receiver as the asker, but anyone can send a response, and one forged
+//! response towards a public STUN server would otherwise teach that server's socket an application
+//! for every other host's flows to it. A STUN or TURN server only answers, so its socket is never
+//! taught.
 
 use super::{Dissector, Step};
 use crate::facts::{Facts, NameSource};
@@ -98,21 +101,14 @@ fn known_type(ty: u16) -> bool {
     (1..=0x00c).contains(&method) || method == 0x080 || (0x0800..=0x0805).contains(&ty)
 }
 
-/// The side that sent the request a message belongs to, seen from the message's direction: the
-/// sender of a request, the receiver of a success or error response. Only for standard methods
-/// (RFC 8489, 8656, 6062) and GOOG-PING, whose classes are known; an indication has no requester.
+/// The side that sent this message if it is a request (class 0b00) of a standard method (RFC 8489,
+/// 8656, 6062) or GOOG-PING, whose classes are known. Responses and indications name nobody: see
+/// the module doc.
 fn requester(ty: u16, dir: Dir) -> Option<Dir> {
     if (0x0800..=0x0805).contains(&ty) || !known_type(ty) {
         return None; // WhatsApp's own types: their classes are not known
     }
-    match ty & 0x0110 {
-        0x0000 => Some(dir),
-        0x0100 | 0x0110 => Some(match dir {
-            Dir::ToServer => Dir::ToClient,
-            Dir::ToClient => Dir::ToServer,
-        }),
-        _ => None,
-    }
+    (ty & 0x0110 == 0).then_some(dir)
 }
 
 /// The STUN message at the start of `p`, if the header and attribute list are consistent.
@@ -389,8 +385,9 @@ mod tests {
         let err = msg(0x0113, &[(0x0014, b"signal.org")]);
         let (_, f) = run(L4Proto::Udp, &[(Dir::ToServer, alloc), (Dir::ToClient, err.clone())]);
         assert_eq!(f.stun_requesters, [true, false]);
-        // Only the answer seen (joined mid-flow): its receiver asked.
-        assert_eq!(run(L4Proto::Udp, &[(Dir::ToClient, err)]).1.stun_requesters, [true, false]);
+        // An answer alone names nobody: anyone can send one (towards a public STUN server, say).
+        assert_eq!(run(L4Proto::Udp, &[(Dir::ToClient, err.clone())]).1.stun_requesters, [false, false]);
+        assert_eq!(run(L4Proto::Udp, &[(Dir::ToServer, err)]).1.stun_requesters, [false, false]);
         // ICE: both peers check (a Binding request from the flow's server too).
         let check = msg(0x0001, &[(0x0006, b"a:b")]);
         let (_, f) = run(L4Proto::Udp, &[(Dir::ToServer, check.clone()), (Dir::ToClient, check)]);
