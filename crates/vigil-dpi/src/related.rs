@@ -13,15 +13,17 @@
 //!   application, so that the socket's other STUN/DTLS/RTP flows, which carry no such evidence, get
 //!   it too. An entry lives [`SOCKET_IDLE_SECS`] after its last use (taught or looked up).
 //!
-//! Workers insert and look up concurrently; the map is sharded and evicts expired, then least
-//! recently used entries ([`crate::sharded`], as the DNS cache does). A count of
-//! live announced connections lets the common case, a new TCP flow while no FTP transfer is being
-//! set up, skip the lock entirely; call-socket lookups happen only for STUN-family flows.
+//! Workers insert and look up concurrently; each kind has its own map (half the capacity, so a
+//! flood of one kind cannot evict the other), sharded and evicting expired, then least recently
+//! used entries ([`crate::sharded`], as the DNS cache does). A count of live entries and the latest
+//! expiry of each kind let the common case, a new TCP flow while no FTP transfer is being set up
+//! (or only stale announcements remain), skip the lock entirely; call-socket lookups happen only
+//! for STUN-family flows.
 
 use crate::facts::Announced;
 use crate::sharded::{Expiring, ShardedMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// How long an announced connection is awaited (clients connect right after the reply; two
 /// minutes leave room for slow servers and dialogs).
@@ -72,10 +74,15 @@ impl Expiring for Entry {
 /// Shared by the workers (`&self` methods, internally synchronized).
 #[derive(Debug)]
 pub struct RelatedFlows {
-    map: ShardedMap<Key, Entry>,
-    /// Live entries by kind (`Key::kind`), updated under the shard locks: a lookup of a kind with
-    /// none skips the lock.
+    /// One map per kind (`Key::kind`), each with half the capacity: a flood of FTP announcements
+    /// cannot evict call sockets, nor the reverse.
+    maps: [ShardedMap<Key, Entry>; 2],
+    /// Live entries by kind, updated under the shard locks: a lookup of a kind with none skips the
+    /// lock.
     live: [AtomicUsize; 2],
+    /// The latest expiry of any entry taught, by kind: once it has passed, every entry of the kind
+    /// is dead (even if not yet evicted) and lookups skip the lock too.
+    latest_expiry: [AtomicU64; 2],
 }
 
 impl Default for RelatedFlows {
@@ -87,11 +94,18 @@ impl Default for RelatedFlows {
 impl RelatedFlows {
     /// A cache holding about `capacity` entries (at least one per shard).
     pub fn new(capacity: usize) -> Self {
-        RelatedFlows { map: ShardedMap::new(capacity), live: [AtomicUsize::new(0), AtomicUsize::new(0)] }
+        let half = capacity.div_ceil(2);
+        RelatedFlows {
+            maps: [ShardedMap::new(half), ShardedMap::new(half)],
+            live: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            latest_expiry: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
     }
 
-    fn any(&self, kind: usize) -> bool {
-        self.live[kind].load(Ordering::Acquire) > 0
+    /// Whether a lookup of `kind` at `now` can find anything: a live entry not yet past the
+    /// latest expiry taught.
+    fn any(&self, kind: usize, now: u64) -> bool {
+        self.live[kind].load(Ordering::Acquire) > 0 && now < self.latest_expiry[kind].load(Ordering::Acquire)
     }
 
     fn removed(&self, key: &Key) {
@@ -99,12 +113,14 @@ impl RelatedFlows {
     }
 
     fn insert(&self, key: Key, name: &'static str, expires: u64, now: u64) {
-        let mut shard = self.map.lock(&key);
+        let map = &self.maps[key.kind()];
+        self.latest_expiry[key.kind()].fetch_max(expires, Ordering::AcqRel);
+        let mut shard = map.lock(&key);
         if let Some(e) = shard.get_mut(&key) {
             *e = Entry { name, used: now, expires };
             return;
         }
-        self.map.make_room(&mut shard, now, |k| self.removed(k));
+        map.make_room(&mut shard, now, |k| self.removed(k));
         shard.insert(key, Entry { name, used: now, expires });
         self.live[key.kind()].fetch_add(1, Ordering::AcqRel);
     }
@@ -118,11 +134,11 @@ impl RelatedFlows {
     /// The protocol of the connection `from` -> `to`, if it was announced and is still awaited;
     /// the announcement is consumed.
     pub fn take_announced(&self, from: IpAddr, to: (IpAddr, u16), now_micros: u64) -> Option<&'static str> {
-        if !self.any(0) {
+        if !self.any(0, now_micros) {
             return None;
         }
         let key = Key::Announced { from, to };
-        let e = self.map.lock(&key).remove(&key)?;
+        let e = self.maps[0].lock(&key).remove(&key)?;
         self.removed(&key);
         (e.expires > now_micros).then_some(e.name)
     }
@@ -136,11 +152,11 @@ impl RelatedFlows {
     /// The call application of the UDP socket `socket`, if one was taught and used recently; a hit
     /// counts as a use (the entry lives on).
     pub fn socket_app(&self, socket: (IpAddr, u16), now_micros: u64) -> Option<&'static str> {
-        if !self.any(1) {
+        if !self.any(1, now_micros) {
             return None;
         }
         let key = Key::Socket(socket);
-        let mut shard = self.map.lock(&key);
+        let mut shard = self.maps[1].lock(&key);
         let e = shard.get_mut(&key)?;
         if e.expires <= now_micros {
             shard.remove(&key);
@@ -149,12 +165,13 @@ impl RelatedFlows {
         }
         e.used = now_micros;
         e.expires = now_micros.saturating_add(SOCKET_IDLE_SECS * SEC);
+        self.latest_expiry[1].fetch_max(e.expires, Ordering::AcqRel);
         Some(e.name)
     }
 
     /// Entries held (expired ones included until they are evicted).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.maps.iter().map(ShardedMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -181,6 +198,35 @@ mod tests {
     const SERVER: u32 = 0x5a82_4649; // 90.130.70.73
 
     #[test]
+    fn expired_announcements_let_lookups_skip_the_lock_again() {
+        let c = RelatedFlows::new(DEFAULT_ENTRIES);
+        c.expect(&ftp(v4(CLIENT), (v4(SERVER), 40000)), 0);
+        assert!(c.any(0, SEC));
+        // Never consumed (the client gave up): once past its expiry, nothing can match.
+        let later = (ANNOUNCED_TTL_SECS + 1) * SEC;
+        assert!(!c.any(0, later));
+        assert_eq!(c.take_announced(v4(CLIENT), (v4(SERVER), 40000), later), None);
+        // A socket renewed by its lookups stays findable past its first expiry.
+        let s = (v4(CLIENT), 5000);
+        c.learn_socket(s, "SignalVoip", 0);
+        let t = (SOCKET_IDLE_SECS - 1) * SEC;
+        assert_eq!(c.socket_app(s, t), Some("SignalVoip"));
+        assert_eq!(c.socket_app(s, t + 10 * SEC), Some("SignalVoip"));
+    }
+
+    #[test]
+    fn a_flood_of_announcements_does_not_evict_call_sockets() {
+        let c = RelatedFlows::new(64);
+        let s = (v4(CLIENT), 5000);
+        c.learn_socket(s, "SignalVoip", 0);
+        for port in 1..=10_000u16 {
+            c.expect(&ftp(v4(CLIENT), (v4(SERVER), port)), SEC);
+        }
+        assert_eq!(c.socket_app(s, 2 * SEC), Some("SignalVoip"));
+        assert!(c.len() <= 64 + 2 * crate::sharded::SHARDS, "len {}", c.len());
+    }
+
+    #[test]
     fn announced_connections_are_one_shot() {
         let c = RelatedFlows::new(100);
         assert_eq!(c.take_announced(v4(CLIENT), (v4(SERVER), 25685), 0), None);
@@ -204,7 +250,8 @@ mod tests {
         let to = (IpAddr::V6(Ipv6Addr::LOCALHOST), 50_000);
         c.expect(&ftp(v4(CLIENT), to), 0);
         assert_eq!(c.take_announced(v4(CLIENT), to, ANNOUNCED_TTL_SECS * SEC), None);
-        assert!(c.is_empty(), "an expired entry is dropped when met");
+        // Past the latest expiry, lookups skip the lock; eviction reclaims the entry.
+        assert!(!c.any(0, ANNOUNCED_TTL_SECS * SEC));
         // Announcing again renews; a timestamp near the end of time does not overflow.
         c.expect(&ftp(v4(CLIENT), to), 0);
         c.expect(&ftp(v4(CLIENT), to), 100 * SEC);
@@ -229,7 +276,7 @@ mod tests {
             assert_eq!(c.socket_app(s, t), Some("SignalVoip"));
         }
         assert_eq!(c.socket_app(s, t + SOCKET_IDLE_SECS * SEC), None, "idle too long");
-        assert!(c.is_empty());
+        assert!(!c.any(1, t + SOCKET_IDLE_SECS * SEC));
         // The newest application taught wins.
         c.learn_socket(s, "SignalVoip", 0);
         c.learn_socket(s, "WhatsAppCall", SEC);
