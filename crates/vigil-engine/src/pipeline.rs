@@ -166,6 +166,17 @@ impl Classification {
     fn context(&self) -> DpiContext<'_> {
         DpiContext { sigdb: &self.sigdb, dns_cache: &self.dns_cache, related: &self.related, config: self.config }
     }
+
+    /// `sigdb` with empty caches and the default classifier settings (the pipeline's tests).
+    #[cfg(test)]
+    fn fresh(sigdb: Arc<SignatureDb>) -> Classification {
+        Classification {
+            sigdb,
+            dns_cache: Arc::new(DnsCache::new(1024)),
+            related: Default::default(),
+            config: Default::default(),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -780,7 +791,7 @@ mod tests {
     use super::*;
     use crate::flow::FlowVerdict;
     use crate::policy::PolicyConfig;
-    use vigil_dpi::{DnsCache, SignatureDb};
+    use vigil_dpi::SignatureDb;
 
     /// Builds an IPv4 TCP or UDP packet (checksums are not the pipeline's concern).
     fn v4(l4: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -986,12 +997,7 @@ mod tests {
         let lists = Default::default();
         let ctx = crate::policy::CompileContext { groups: &groups, lists: &lists, sigdb: Some(&sigdb) };
         let policy = Arc::new(Policy::compile_with(&doc.policy, &ctx).unwrap());
-        let classify = Classification {
-            sigdb,
-            dns_cache: Arc::new(DnsCache::new(1024)),
-            related: Default::default(),
-            config: Default::default(),
-        };
+        let classify = Classification::fresh(sigdb);
         Pipeline::new(
             PipelineConfig {
                 flows: FlowTableConfig::default(),
@@ -1111,7 +1117,7 @@ mod tests {
 mod late_block_tests {
     use super::*;
     use crate::policy::PolicyConfig;
-    use vigil_dpi::{DnsCache, SignatureDb};
+    use vigil_dpi::SignatureDb;
 
     /// A flow blocked after packets passed while the decision waited has a confirmed conntrack
     /// entry that counts towards the queue cap: the block must come with a revocation.
@@ -1122,13 +1128,7 @@ mod late_block_tests {
              [[rules]]\nname='no-5353'\naction='block'\nl4='udp'\ndst_ports=[5353]\n",
         )
         .unwrap();
-        let sigdb = Arc::new(SignatureDb::builtin().unwrap());
-        let classify = Classification {
-            sigdb,
-            dns_cache: Arc::new(DnsCache::new(64)),
-            related: Default::default(),
-            config: Default::default(),
-        };
+        let classify = Classification::fresh(Arc::new(SignatureDb::builtin().unwrap()));
         let mut p = Pipeline::new(
             PipelineConfig { classify: Some(classify), offload: true, ..Default::default() },
             Arc::new(Policy::compile(&cfg).unwrap()),
@@ -1217,7 +1217,7 @@ mod accounting_tests {
 #[cfg(test)]
 mod hold_tests {
     use super::*;
-    use vigil_dpi::{DnsCache, SignatureDb};
+    use vigil_dpi::SignatureDb;
 
     fn tcp(flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
         let total = 40 + payload.len();
@@ -1234,12 +1234,7 @@ mod hold_tests {
     fn pipeline(hold: bool) -> Pipeline {
         let cfg: crate::policy::PolicyConfig =
             toml::from_str("[[rules]]\nname='held'\naction='block'\nhostnames=['*.hold.test']\n").unwrap();
-        let classify = Classification {
-            sigdb: Arc::new(SignatureDb::builtin().unwrap()),
-            dns_cache: Arc::new(DnsCache::new(64)),
-            related: Default::default(),
-            config: Default::default(),
-        };
+        let classify = Classification::fresh(Arc::new(SignatureDb::builtin().unwrap()));
         Pipeline::new(
             PipelineConfig { classify: Some(classify), hold_undecided: hold, offload: true, ..Default::default() },
             Arc::new(Policy::compile(&cfg).unwrap()),
@@ -1277,7 +1272,7 @@ mod hold_tests {
 #[cfg(test)]
 mod details_tests {
     use super::*;
-    use vigil_dpi::{DnsCache, SignatureDb};
+    use vigil_dpi::SignatureDb;
 
     const CLIENT: [u8; 4] = [198, 18, 1, 2];
     const SERVER: [u8; 4] = [198, 18, 2, 2];
@@ -1299,12 +1294,7 @@ mod details_tests {
     }
 
     fn pipeline(interim: Option<std::time::Duration>) -> Pipeline {
-        let classify = Classification {
-            sigdb: Arc::new(SignatureDb::builtin().unwrap()),
-            dns_cache: Arc::new(DnsCache::new(64)),
-            related: Default::default(),
-            config: Default::default(),
-        };
+        let classify = Classification::fresh(Arc::new(SignatureDb::builtin().unwrap()));
         Pipeline::new(
             PipelineConfig { classify: Some(classify), interim_interval: interim, ..Default::default() },
             Arc::new(Policy::default()),
