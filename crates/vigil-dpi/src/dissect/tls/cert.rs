@@ -112,7 +112,7 @@ fn push_ids(rdns: &[u8], subject: bool, ids: &mut Vec<CertId>) {
             (OID_O, false) => CertField::IssuerOrg,
             _ => continue,
         };
-        let raw = trim_ascii(s.value);
+        let raw = s.value.trim_ascii();
         if !STRING_TAGS.contains(&s.tag) || raw.is_empty() || raw.len() > MAX_ID_LEN {
             continue;
         }
@@ -124,22 +124,6 @@ fn push_ids(rdns: &[u8], subject: bool, ids: &mut Vec<CertId>) {
             ids.push(CertId { field, value: value.into_owned() });
         }
     }
-}
-
-fn trim_ascii(mut b: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = b {
-        if !first.is_ascii_whitespace() {
-            break;
-        }
-        b = rest;
-    }
-    while let [rest @ .., last] = b {
-        if !last.is_ascii_whitespace() {
-            break;
-        }
-        b = rest;
-    }
-    b
 }
 
 fn push(names: &mut Vec<String>, raw: &[u8]) {
